@@ -1,0 +1,38 @@
+# The two commands: `make demo` and `make test`. Both create/reuse .venv and install everything needed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.rlsys-installed
+export DS_ACCELERATOR ?= cpu
+export TOKENIZERS_PARALLELISM ?= false
+export VLLM_CPU_KVCACHE_SPACE ?= 1
+
+.PHONY: demo test test-unit test-integration install bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade "pip>=24" >/dev/null
+	$(PY) -m pip install -e ".[cpu,dev]"
+	# CUDA builds of these from PyPI break the transformers import next to the CPU torch.
+	$(PY) -m pip uninstall -y torchvision torchaudio torchcodec
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/rlsys train configs/demo.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest tests -q
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit -q
+
+test-integration: $(STAMP)
+	$(PY) -m pytest tests/integration -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) runs .cache

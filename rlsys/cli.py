@@ -1,0 +1,85 @@
+"""``rlsys`` command line: ``train CONFIG [section.key=value ...]``, ``eval``, ``data export``.
+
+Heavy imports (ray, vllm, deepspeed) happen inside the subcommands, so ``rlsys --help`` is quick.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _train(args: argparse.Namespace) -> int:
+    from rlsys.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config, args.overrides)
+        cfg.validate()
+    except ConfigError as e:
+        print(f"rlsys train: {e}", file=sys.stderr)
+        return 2
+    from rlsys.orchestration.driver import train
+
+    after = train(cfg)
+    print("[rlsys] done: " + ", ".join(f"{k}={v:.3f}" for k, v in after.items()), flush=True)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from rlsys.config import ConfigError
+
+    from rlsys.orchestration.evaluate import run_eval
+
+    try:
+        report = run_eval(args.target, args.data, args.k, args.temperature, args.overrides)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        print(f"rlsys eval: {e}", file=sys.stderr)
+        return 2
+    for name, metrics in report.items():
+        print(f"{name}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from rlsys.data.datasets import export_task
+
+    try:
+        path = export_task(args.name, args.n, args.out, args.seed)
+    except (ValueError, KeyError) as e:
+        print(f"rlsys data export: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.n} rows of {args.name} to {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rlsys", description="RLVR training with per-prompt entropy control")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train with a YAML config; overrides as section.key=value, algo=NAME")
+    train.add_argument("config")
+    train.add_argument("overrides", nargs="*")
+    train.set_defaults(func=_train)
+    ev = sub.add_parser("eval", help="pass@1 / pass@k of a model dir, or of a config's model")
+    ev.add_argument("target", help="a Hugging Face model dir, a run dir with a checkpoint, or a config YAML")
+    ev.add_argument("--data", action="append", default=[], help="dataset (.jsonl/.parquet or builtin:NAME); repeatable")
+    ev.add_argument("--k", type=int, default=8)
+    ev.add_argument("--temperature", type=float, default=1.0)
+    ev.add_argument("overrides", nargs="*")
+    ev.set_defaults(func=_eval)
+    data = sub.add_parser("data", help="dataset tools")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    exp = data_sub.add_parser("export", help="write a built-in task as .jsonl or .parquet")
+    exp.add_argument("name")
+    exp.add_argument("--n", type=int, required=True)
+    exp.add_argument("--out", required=True)
+    exp.add_argument("--seed", type=int, default=0)
+    exp.set_defaults(func=_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

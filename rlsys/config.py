@@ -1,0 +1,413 @@
+"""The one typed, frozen configuration tree of a run.
+
+Loaded once from ``configs/*.yaml`` plus ``section.key=value`` overrides (and ``algo=NAME`` presets
+from ``configs/algo/NAME.yaml``), validated before any actor starts, written to the run directory,
+never mutated. Each component receives only its own section. Must not import ray, vllm or deepspeed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: str = "builtin:tiny-arith"  # HF model dir, or builtin:tiny-arith (built and cached on first use)
+    cache_dir: str = ".cache/rlsys"  # where built-in models are cached (relative to the working dir)
+    dtype: str = "float32"  # float32 | bfloat16 | float16
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "builtin:arithmetic"  # builtin:<task> or a .jsonl / .parquet file
+    prompts_per_step: int = 16  # P: prompts drawn per training step
+    num_train: int = 4096  # built-in tasks: number of generated training prompts
+    num_eval: int = 64  # held-out prompts for evaluation
+    difficulties: tuple[int, ...] = (1, 2, 3)  # built-in tasks: difficulty levels to generate
+    seed: int = 0  # shuffling and generation seed
+    default_verifier: str = "arithmetic"  # verifier for rows that name none
+    chat_template: bool = False  # apply the tokenizer's chat template (instruct models)
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    num_workers: int = 2  # number of vLLM engine actors
+    num_cpus_per_worker: float = 1.0  # Ray CPUs reserved per engine actor
+    num_gpus_per_worker: float = 0.0  # Ray GPUs per engine actor (0 on CPU)
+    samples_per_prompt: int = 8  # G: responses per prompt
+    temperature: float = 1.0  # sampling temperature of the regular pass
+    top_p: float = 1.0  # nucleus sampling
+    max_new_tokens: int = 16  # response length cap (L_max)
+    gpu_memory_utilization: float = 0.2  # vLLM memory fraction (on CPU a fraction of RAM)
+    kv_cache_space_gb: int = 1  # VLLM_CPU_KVCACHE_SPACE on CPU
+    max_model_len: int = 256  # prompt + response tokens
+    enforce_eager: bool = True  # no CUDA graphs / compilation
+    weight_transfer: str = "serialized"  # serialized (safetensors via collective_rpc) | nccl (GPU)
+    seed: int = 0  # engine seed (worker i uses seed + i)
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    num_workers: int = 1  # grading worker processes inside the reward service actor
+    timeout_s: float = 5.0  # hard wall-clock limit per answer; past it the answer is ungradable
+    num_cpus: float = 0.5  # Ray CPUs reserved for the reward service actor
+    verifier_paths: tuple[str, ...] = ()  # extra verifiers as dotted paths "pkg.mod:function"
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    num_ranks: int = 2  # learner actors forming one torch.distributed group
+    num_cpus_per_rank: float = 1.0  # Ray CPUs per learner rank
+    num_gpus_per_rank: float = 0.0  # Ray GPUs per learner rank
+    zero_stage: int = 2  # DeepSpeed ZeRO stage: 2 or 3
+    backend: str = "auto"  # auto (nccl on GPU, gloo on CPU) | gloo | nccl
+    lr: float = 1e-4  # AdamW learning rate
+    weight_decay: float = 0.0  # AdamW weight decay
+    grad_clip: float = 1.0  # max gradient norm
+    mini_batches_per_step: int = 1  # optimizer steps per training step
+    micro_batch_size: int = 32  # samples per forward/backward on one rank
+    entropy_chunk_tokens: int = 1024  # tokens per chunk of the logits -> logp/entropy pass
+    old_logprob_source: str = "learner"  # learner (recompute) | rollout (vLLM's sampled logprobs)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class AlgoConfig:
+    name: str = "grpo"  # preset name, recorded for the logs
+    advantage: str = "grpo_std"  # grpo_std | mean_only | asym_power | sign
+    adv_std_ddof: int = 0  # 0: population std, 1: unbiased (torch.std default)
+    asym_beta_pos: float = 0.9  # AsymGRPO exponent for correct samples
+    asym_beta_neg: float = 0.4  # AsymGRPO exponent for wrong samples
+    loss_agg: str = "token_mean"  # token_mean | seq_mean_token_mean | seq_sum_const
+    seq_sum_const_len: int = 0  # L_c for seq_sum_const (0 -> rollout.max_new_tokens)
+    eps_low: float = 0.2  # lower clip range
+    eps_high: float = 0.2  # upper clip range (0.28 = DAPO clip-higher)
+    dual_clip_c: float = 0.0  # dual-clip bound c for A<0 (0 = off; UEC-RL uses 3)
+    ref_kl_coef: float = 0.0  # beta_ref of the k3 reference KL (0 = no reference model)
+    clip_cov_ratio: float = 0.0  # Clip-Cov fraction r of tokens to detach (0 = off)
+    clip_cov_lb: float = 1.0  # Clip-Cov omega_lo
+    clip_cov_ub: float = 5.0  # Clip-Cov omega_hi
+    kl_cov_ratio: float = 0.0  # KL-Cov fraction kappa of tokens penalised (0 = off)
+    kl_cov_coef: float = 1.0  # KL-Cov beta_kl
+    overlong_cache_len: int = 0  # DAPO soft overlong window L_cache (0 = off)
+    dynamic_sampling: bool = False  # DAPO: drop groups with p in {0,1} and refill
+    dynamic_sampling_max_rounds: int = 4  # refill rounds before reporting exhaustion
+
+
+@dataclass(frozen=True)
+class EntropyControlConfig:
+    controller: str = "none"  # none | fixed | skywork | aer | uec_rl | asymgrpo
+    coef: float = 0.0  # fixed: constant lambda
+    target_entropy: float = 0.2  # skywork: H_tgt
+    coef_step: float = 0.005  # skywork: delta per step
+    coef_min: float = 0.0  # skywork: lower clamp
+    coef_max: float = 1.0  # skywork: upper clamp
+    aer_tau: float = 0.4  # AER: target = tau * H_0
+    aer_rho: float = 0.5  # AER: prompts with p <= rho are hard
+    aer_weight: str = "indicator"  # AER: indicator (1[p<=rho]) | linear (1-p)
+    aer_alpha_init: float = 0.0  # AER: alpha_0
+    aer_alpha_lr: float = 1e-3  # AER: eta_alpha
+    aer_alpha_max: float = 1e-2  # AER: alpha_max
+    aer_update: str = "additive"  # AER: additive | log
+    aer_warmup_batches: int = 1  # AER: batches averaged into H_0
+    uec_extra_samples: int = 20  # UEC-RL: G'
+    uec_extra_temperature: float = 1.2  # UEC-RL: T'
+    uec_replay_size: float = 2.0  # UEC-RL: replay capacity in units of P*G
+    uec_replay_every: int = 5  # UEC-RL: f_replay (0 = never)
+    uec_adv_threshold: float = 1.0  # UEC-RL: A_0 of the replay admission rule
+    uec_code_compat: bool = False  # UEC-RL: reproduce the authors' code rules (ALGORITHMS.md 2.6)
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    address: Optional[str] = None  # Ray address to join; None starts an embedded local cluster
+    num_cpus: int = 0  # embedded cluster: logical CPUs (0 -> enough for all actors)
+    namespace: str = "rlsys"  # Ray namespace (the controller is a named actor in it)
+    include_dashboard: bool = False  # embedded cluster: start the Ray dashboard
+    actor_start_timeout_s: float = 600.0  # how long to wait for actors to come up
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    total_steps: int = 20  # training steps
+    run_dir: str = "runs/latest"  # metrics.jsonl, config.yaml, checkpoints
+    eval_every: int = 0  # steps between evaluations on the held-out split (0 = start and end only)
+    eval_samples: int = 4  # k samples per eval prompt for pass@k
+    eval_temperature: float = 1.0  # sampling temperature of evaluation
+    save_every: int = 0  # steps between checkpoints (0 = at the end only)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    entropy_control: EntropyControlConfig = field(default_factory=EntropyControlConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def validate(self) -> None:
+        """Raise ConfigError listing every problem, each with its key."""
+        problems = _problems(self)
+        if problems:
+            raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def write(self, path: str | os.PathLike) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w") as f:
+            yaml.safe_dump(_plain(self.to_dict()), f, sort_keys=False)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _one_of(key: str, value, allowed) -> list[str]:
+    return [] if value in allowed else [f"{key}={value!r}: must be one of {sorted(allowed)}"]
+
+
+def _positive(key: str, value, allow_zero: bool = False) -> list[str]:
+    ok = value >= 0 if allow_zero else value > 0
+    return [] if ok else [f"{key}={value!r}: must be {'>= 0' if allow_zero else '> 0'}"]
+
+
+def _problems(c: Config) -> list[str]:
+    p: list[str] = []
+    p += _one_of("model.dtype", c.model.dtype, {"float32", "bfloat16", "float16"})
+    p += _positive("data.prompts_per_step", c.data.prompts_per_step)
+    p += _positive("data.num_eval", c.data.num_eval, allow_zero=True)
+    p += _positive("rollout.num_workers", c.rollout.num_workers)
+    p += _positive("rollout.samples_per_prompt", c.rollout.samples_per_prompt)
+    p += _positive("rollout.temperature", c.rollout.temperature)
+    p += _positive("rollout.max_new_tokens", c.rollout.max_new_tokens)
+    if not 0 < c.rollout.top_p <= 1:
+        p.append(f"rollout.top_p={c.rollout.top_p!r}: must be in (0, 1]")
+    if c.rollout.max_new_tokens >= c.rollout.max_model_len:
+        p.append(f"rollout.max_new_tokens={c.rollout.max_new_tokens}: must be < rollout.max_model_len="
+                 f"{c.rollout.max_model_len}")
+    p += _one_of("rollout.weight_transfer", c.rollout.weight_transfer, {"serialized", "nccl"})
+    if c.rollout.weight_transfer == "nccl" and c.rollout.num_gpus_per_worker <= 0:
+        p.append("rollout.weight_transfer='nccl' needs rollout.num_gpus_per_worker > 0")
+    p += _positive("reward.num_workers", c.reward.num_workers)
+    p += _positive("reward.timeout_s", c.reward.timeout_s)
+    p += _positive("learner.num_ranks", c.learner.num_ranks)
+    p += _one_of("learner.zero_stage", c.learner.zero_stage, {0, 1, 2, 3})
+    p += _one_of("learner.backend", c.learner.backend, {"auto", "gloo", "nccl"})
+    p += _one_of("learner.old_logprob_source", c.learner.old_logprob_source, {"learner", "rollout"})
+    p += _positive("learner.lr", c.learner.lr)
+    p += _positive("learner.micro_batch_size", c.learner.micro_batch_size)
+    p += _positive("learner.mini_batches_per_step", c.learner.mini_batches_per_step)
+    p += _positive("learner.entropy_chunk_tokens", c.learner.entropy_chunk_tokens)
+    p += _one_of("algo.advantage", c.algo.advantage, {"grpo_std", "mean_only", "asym_power", "sign"})
+    p += _one_of("algo.adv_std_ddof", c.algo.adv_std_ddof, {0, 1})
+    p += _one_of("algo.loss_agg", c.algo.loss_agg, {"token_mean", "seq_mean_token_mean", "seq_sum_const"})
+    for key in ("eps_low", "eps_high", "dual_clip_c", "ref_kl_coef", "clip_cov_ratio", "kl_cov_ratio",
+                "asym_beta_pos", "asym_beta_neg", "overlong_cache_len"):
+        p += _positive(f"algo.{key}", getattr(c.algo, key), allow_zero=True)
+    if c.algo.dual_clip_c and c.algo.dual_clip_c <= 1:
+        p.append(f"algo.dual_clip_c={c.algo.dual_clip_c}: must be > 1 (or 0 = off)")
+    if c.algo.clip_cov_ratio and c.algo.kl_cov_ratio:
+        p.append("algo.clip_cov_ratio and algo.kl_cov_ratio: choose one of Clip-Cov and KL-Cov")
+    if c.algo.overlong_cache_len >= c.rollout.max_new_tokens and c.algo.overlong_cache_len:
+        p.append(f"algo.overlong_cache_len={c.algo.overlong_cache_len}: must be < rollout.max_new_tokens")
+    ec = c.entropy_control
+    p += _one_of("entropy_control.controller", ec.controller,
+                 {"none", "fixed", "skywork", "aer", "uec_rl", "asymgrpo"})
+    p += _one_of("entropy_control.aer_weight", ec.aer_weight, {"indicator", "linear"})
+    p += _one_of("entropy_control.aer_update", ec.aer_update, {"additive", "log"})
+    if not 0 < ec.aer_tau <= 1:
+        p.append(f"entropy_control.aer_tau={ec.aer_tau}: must be in (0, 1]")
+    if not 0 <= ec.aer_rho <= 1:
+        p.append(f"entropy_control.aer_rho={ec.aer_rho}: must be in [0, 1]")
+    for key in ("coef", "coef_step", "aer_alpha_lr", "aer_alpha_max", "aer_alpha_init",
+                "uec_extra_samples", "uec_replay_every", "uec_replay_size"):
+        p += _positive(f"entropy_control.{key}", getattr(ec, key), allow_zero=True)
+    if ec.coef_min > ec.coef_max:
+        p.append(f"entropy_control.coef_min={ec.coef_min} > entropy_control.coef_max={ec.coef_max}")
+    p += _positive("entropy_control.uec_extra_temperature", ec.uec_extra_temperature)
+    p += _positive("trainer.total_steps", c.trainer.total_steps)
+    p += _positive("trainer.eval_samples", c.trainer.eval_samples)
+    p += _positive("trainer.eval_every", c.trainer.eval_every, allow_zero=True)
+    p += _positive("cluster.num_cpus", c.cluster.num_cpus, allow_zero=True)
+    if c.data.source.startswith("builtin:"):
+        if c.data.source.split(":", 1)[1] not in BUILTIN_TASKS:
+            p.append(f"data.source={c.data.source!r}: unknown built-in task; known: {sorted(BUILTIN_TASKS)}")
+    elif not Path(c.data.source).is_file():
+        p.append(f"data.source={c.data.source!r}: file not found")
+    elif not c.data.source.endswith((".jsonl", ".parquet")):
+        p.append(f"data.source={c.data.source!r}: must be a .jsonl or .parquet file")
+    if not c.model.path.startswith("builtin:") and not Path(c.model.path).is_dir():
+        p.append(f"model.path={c.model.path!r}: not a directory (or builtin:tiny-arith / builtin:smollm2-135m)")
+    return p
+
+
+BUILTIN_TASKS = {"arithmetic", "countdown", "gsm_symbolic"}
+
+# ---------------------------------------------------------------- loading
+
+def _section_types() -> dict[str, type]:
+    hints = typing.get_type_hints(Config)
+    return {f.name: hints[f.name] for f in fields(Config)}
+
+
+def _coerce(key: str, text: Any, annotation) -> Any:
+    """Convert an override string (or YAML value) to the field's declared type."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Union:  # Optional[X]
+        if text is None or (isinstance(text, str) and text.lower() in ("none", "null", "")):
+            return None
+        inner = [a for a in args if a is not type(None)][0]
+        return _coerce(key, text, inner)
+    if origin is tuple:
+        items = text
+        if isinstance(text, str):
+            parsed = yaml.safe_load(text)
+            items = parsed if isinstance(parsed, list) else [s for s in text.split(",") if s.strip()]
+        if not isinstance(items, (list, tuple)):
+            items = [items]
+        return tuple(_coerce(key, x, args[0]) for x in items)
+    if annotation is bool:
+        if isinstance(text, bool):
+            return text
+        if isinstance(text, str) and text.lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(text, str) and text.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"{key}={text!r}: expected a boolean (true/false)")
+    if annotation in (int, float):
+        if isinstance(text, bool):
+            raise ConfigError(f"{key}={text!r}: expected {annotation.__name__}")
+        try:
+            value = annotation(text) if annotation is float else int(str(text), 0)
+        except (TypeError, ValueError):
+            try:
+                as_float = float(text)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{key}={text!r}: expected {annotation.__name__}") from None
+            if annotation is int and as_float.is_integer():
+                return int(as_float)
+            raise ConfigError(f"{key}={text!r}: expected {annotation.__name__}") from None
+        return value
+    if annotation is str:
+        if not isinstance(text, (str, int, float)):
+            raise ConfigError(f"{key}={text!r}: expected a string")
+        return str(text)
+    return text
+
+
+def _merge_section(section: str, raw: dict, into: dict) -> None:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{section}: expected a mapping of keys, got {type(raw).__name__}")
+    into.setdefault(section, {}).update(raw)
+
+
+def _apply_preset(name: str, raw: dict, configs_dir: Path) -> None:
+    preset = configs_dir / "algo" / f"{name}.yaml"
+    if not preset.is_file():
+        known = sorted(x.stem for x in (configs_dir / "algo").glob("*.yaml"))
+        raise ConfigError(f"algo={name!r}: no preset {preset}; known presets: {known}")
+    data = yaml.safe_load(preset.read_text()) or {}
+    for section, values in data.items():
+        _merge_section(section, values, raw)
+    raw.setdefault("algo", {})["name"] = name
+
+
+def load_config(path: Optional[str] = None, overrides: Sequence_ = (), configs_dir: Optional[str] = None) -> Config:
+    """Load YAML ``path`` (may be None for defaults) and apply ``key=value`` overrides.
+
+    ``algo=NAME`` (in the file as a string or on the command line) merges ``configs/algo/NAME.yaml``
+    before the other overrides. Unknown sections/keys and badly typed values raise ConfigError.
+    """
+    raw: dict[str, dict] = {}
+    configs_root = Path(configs_dir) if configs_dir else _default_configs_dir(path)
+    file_data = {}
+    if path is not None:
+        if not Path(path).is_file():
+            raise ConfigError(f"config file {path!r} not found")
+        try:
+            file_data = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path!r} is not valid YAML: {e}") from None
+        if not isinstance(file_data, dict):
+            raise ConfigError(f"config file {path!r}: top level must be a mapping of sections")
+    # Precedence: defaults < preset named in the file < file < preset named on the command line < key=value.
+    if isinstance(file_data.get("algo"), str):
+        _apply_preset(file_data.pop("algo"), raw, configs_root)
+    cli_preset, pairs = None, []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected section.key=value or algo=NAME")
+        key, value = item.split("=", 1)
+        if key == "algo":
+            cli_preset = value
+        else:
+            pairs.append((key, value))
+    for section, values in file_data.items():
+        _merge_section(section, values, raw)
+    if cli_preset is not None:
+        _apply_preset(cli_preset, raw, configs_root)
+    for key, value in pairs:
+        if "." not in key:
+            raise ConfigError(f"override {key}={value!r}: expected section.key=value")
+        section, sub = key.split(".", 1)
+        raw.setdefault(section, {})[sub] = value
+    return build_config(raw)
+
+
+Sequence_ = typing.Sequence[str]
+
+
+def build_config(raw: dict) -> Config:
+    types = _section_types()
+    sections = {}
+    errors = []
+    for section, values in raw.items():
+        if section not in types:
+            errors.append(f"{section}: unknown section; known: {sorted(types)}")
+            continue
+        cls = types[section]
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for key, value in values.items():
+            if key not in hints:
+                errors.append(f"{section}.{key}: unknown key; known: {sorted(hints)}")
+                continue
+            try:
+                kwargs[key] = _coerce(f"{section}.{key}", value, hints[key])
+            except ConfigError as e:
+                errors.append(str(e))
+        sections[section] = cls(**kwargs)
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+    return Config(**sections)
+
+
+def _default_configs_dir(path: Optional[str]) -> Path:
+    if path is not None:
+        p = Path(path).resolve().parent
+        for candidate in (p, *p.parents):
+            if (candidate / "algo").is_dir() and candidate.name == "configs":
+                return candidate
+    return Path.cwd() / "configs"

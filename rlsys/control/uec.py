@@ -1,0 +1,71 @@
+"""UEC-RL (Unified Entropy Control, arXiv 2604.14646) controller: sampling and replay directives.
+
+UEC-RL puts no entropy term in the loss (all lambda = 0). It raises entropy by a second,
+hotter sampling pass on prompts no sample solved, and lowers it by replaying high-advantage
+samples (ALGORITHMS.md 2.1, 2.4). This module only decides; the keep/admit masks are computed by
+``rlsys.algo.shaping`` from the rule strings emitted here. Must not import ray, vllm or deepspeed.
+
+Paper vs code (ALGORITHMS.md 2.6), selected by ``uec_code_compat``:
+  rule               paper (default)        authors' code
+  keep regular       nonzero_adv            abs_gt:0.05
+  keep explore       positive_only          abs_gt:A_0   (A_0 = uec_adv_threshold, 1 in the code)
+  replay admission   positive_gt:A_0        abs_gt:A_0
+The other code-only behaviours (hard-coded upper clip, overlong-positive filter, no temperature
+correction, stale old log-probs on replay) live outside the controller.
+``replay_now`` counts training steps (observe() calls, 0-based): step k > 0 with
+k % uec_replay_every == 0. The batch-assembly stage still checks the buffer holds >= P*G items.
+"""
+from __future__ import annotations
+
+from rlsys.config import EntropyControlConfig
+from rlsys.control.base import PlainStateMixin, format_threshold, make_directives
+from rlsys.types import ControlDirectives, LearnerStats, PromptStats
+
+CODE_COMPAT_REGULAR_ABS_THRESHOLD = 0.05  # EFRame @173b698: regular samples kept iff |A| > 0.05
+
+
+def uec_rules(code_compat: bool, adv_threshold: float) -> tuple[str, str, str]:
+    """(keep_rule_regular, keep_rule_explore, replay_admit_rule) in rlsys.algo.shaping's vocabulary."""
+    a0 = format_threshold(adv_threshold)
+    if code_compat:
+        return f"abs_gt:{format_threshold(CODE_COMPAT_REGULAR_ABS_THRESHOLD)}", f"abs_gt:{a0}", f"abs_gt:{a0}"
+    return "nonzero_adv", "positive_only", f"positive_gt:{a0}"
+
+
+class UECController(PlainStateMixin):
+    """A prompt with n_correct == 0 gets ``extra_samples`` = G' at temperature T'; others get 0 at
+    the regular temperature. Every ``replay_every`` steps it asks for a replay update."""
+
+    name = "uec_rl"
+    _STATE_FIELDS = ("step", "learner_steps")
+
+    def __init__(self, cfg: EntropyControlConfig, samples_per_prompt: int, prompts_per_step: int,
+                 regular_temperature: float = 1.0) -> None:
+        self.extra_n, self.extra_temperature = int(cfg.uec_extra_samples), float(cfg.uec_extra_temperature)
+        self.regular_temperature = float(regular_temperature)
+        self.replay_every = int(cfg.uec_replay_every)
+        self.rules = uec_rules(cfg.uec_code_compat, cfg.uec_adv_threshold)
+        self.replay_unit = samples_per_prompt * prompts_per_step  # P*G
+        self.replay_capacity = int(round(cfg.uec_replay_size * self.replay_unit))  # s'
+        self.step = 0  # index of the next training step
+        self.learner_steps = 0
+
+    def replay_due(self, step: int) -> bool:
+        """Whether step ``step`` (0-based) is a replay step; never when replay_every = 0."""
+        return self.replay_every > 0 and step > 0 and step % self.replay_every == 0
+
+    def observe(self, stats: list[PromptStats], policy_version: int) -> ControlDirectives:
+        hard = [s.n_correct == 0 and self.extra_n > 0 for s in stats]
+        regular, explore, admit = self.rules
+        directives = make_directives(
+            stats, policy_version,
+            extra_samples=tuple(self.extra_n if h else 0 for h in hard),
+            temperature=tuple(self.extra_temperature if h else self.regular_temperature for h in hard),
+            keep_rule_regular=regular, keep_rule_explore=explore, replay_admit_rule=admit,
+            replay_now=self.replay_due(self.step),
+        )
+        self.step += 1
+        return directives
+
+    def record_learner_stats(self, stats: LearnerStats) -> None:
+        self.learner_steps += 1  # UEC-RL needs no entropy measurement to act

@@ -1,0 +1,131 @@
+"""The driver: builds the worker groups and runs the training loop, one step in algorithm order.
+
+prompts -> rollout -> verify -> entropy control -> (exploration pass) -> batch -> learn ->
+controller update -> weight sync -> log. Every feature is a component or a stage argument.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rlsys.algo.batch import AdvantageSpec, assemble
+from rlsys.algo.loss import LossSpec
+from rlsys.config import Config
+from rlsys.data.setup import build_prompt_sources
+from rlsys.metrics.compute import advantage_metrics, coef_metrics, entropy_metrics, reward_metrics, rollout_metrics
+from rlsys.metrics.logger import MetricsLogger
+from rlsys.models.resolve import resolve_model
+from rlsys.orchestration import cluster
+from rlsys.orchestration.actors import ControllerClient, LearnerGroup, RewardClient, RolloutGroup
+from rlsys.orchestration.ray_metrics import RayMetricsSink
+from rlsys.orchestration.stages import (EntropyMemory, difficulty_accuracy, eval_metrics, eval_requests,
+                                        explore_requests, merge_scored, prompt_stats, regular_requests)
+
+
+@dataclass
+class Workers:
+    rollout: RolloutGroup
+    reward: RewardClient
+    learner: LearnerGroup
+    controller: ControllerClient
+
+    def shutdown(self) -> None:
+        for part in (self.rollout, self.learner, self.reward, self.controller):
+            part.shutdown()
+
+
+def loss_spec(cfg: Config) -> LossSpec:
+    a = cfg.algo
+    return LossSpec(eps_low=a.eps_low, eps_high=a.eps_high, dual_clip_c=a.dual_clip_c, ref_kl_coef=a.ref_kl_coef,
+                    agg_mode=a.loss_agg, const_len=a.seq_sum_const_len or cfg.rollout.max_new_tokens,
+                    clip_cov_ratio=a.clip_cov_ratio, clip_cov_lb=a.clip_cov_lb, clip_cov_ub=a.clip_cov_ub,
+                    kl_cov_ratio=a.kl_cov_ratio, kl_cov_coef=a.kl_cov_coef)
+
+
+def advantage_spec(cfg: Config) -> AdvantageSpec:
+    a = cfg.algo
+    return AdvantageSpec(mode=a.advantage, ddof=a.adv_std_ddof, beta_pos=a.asym_beta_pos, beta_neg=a.asym_beta_neg,
+                         overlong_cache_len=a.overlong_cache_len, max_new_tokens=cfg.rollout.max_new_tokens)
+
+
+def start_workers(cfg: Config, model_path: str) -> Workers:
+    cluster.check_resources(cfg)
+    controller = ControllerClient(cfg)
+    reward = RewardClient(cfg.reward)
+    learner = LearnerGroup(cfg.learner, model_path, loss_spec(cfg), cfg.model.dtype)
+    rollout = RolloutGroup(cfg.rollout, model_path, cfg.model.dtype)
+    return Workers(rollout=rollout, reward=reward, learner=learner, controller=controller)
+
+
+def evaluate(w: Workers, prompts, cfg: Config, version: int) -> dict[str, float]:
+    k, temp = cfg.trainer.eval_samples, cfg.trainer.eval_temperature
+    scored = w.reward.score(w.rollout.generate(eval_requests(prompts, k, temp), version))
+    return eval_metrics(scored, k, temp) | difficulty_accuracy(scored)
+
+
+def train(cfg: Config) -> dict[str, float]:
+    """Run ``cfg.trainer.total_steps`` steps; returns the final evaluation metrics."""
+    cfg.validate()
+    run_dir = Path(cfg.trainer.run_dir)
+    cfg.write(run_dir / "config.yaml")
+    model_path = resolve_model(cfg.model, seed=cfg.trainer.seed)
+    stream, eval_prompts = build_prompt_sources(cfg.data, model_path)
+    where = cluster.connect(cfg)
+    logger = MetricsLogger(run_dir / "metrics.jsonl", sinks=[RayMetricsSink()])
+    print(f"[rlsys] {where}; model {model_path}; algo {cfg.algo.name}; starting actors ...", flush=True)
+    w = start_workers(cfg, model_path)
+    try:
+        version = 0
+        before = evaluate(w, eval_prompts, cfg, version)
+        logger.log_eval(0, before)
+        memory, spec = EntropyMemory(), advantage_spec(cfg)
+        use_rollout_logp = cfg.learner.old_logprob_source == "rollout"
+        for step in range(cfg.trainer.total_steps):
+            t0 = time.perf_counter()
+            prompts = stream.next_batch(version)
+            rollouts = w.rollout.generate(
+                regular_requests(prompts, cfg.rollout.samples_per_prompt, cfg.rollout.temperature), version)
+            scored = w.reward.score(rollouts)
+            directives = w.controller.observe(prompt_stats(scored, memory), version)
+            extra = explore_requests(prompts, directives)
+            if extra:
+                scored = merge_scored(scored, w.reward.score(w.rollout.generate(extra, version)))
+            t1 = time.perf_counter()
+            assembled = assemble(scored, directives, spec, use_rollout_logp)
+            stats = w.learner.train_step(assembled.batch)
+            w.controller.record_learner_stats(stats)
+            memory.update(scored, stats)
+            t2 = time.perf_counter()
+            version, sync = w.learner.push_weights(w.rollout)
+            t3 = time.perf_counter()
+            timing = {"perf/step_seconds": t3 - t0, "perf/rollout_seconds": scored.rollout.generate_seconds,
+                      "perf/reward_seconds": scored.grade_seconds, "perf/learner_step_seconds": t2 - t1,
+                      "perf/sync_seconds": t3 - t2} | sync
+            logger.log(step, step_metrics(scored, assembled, directives, stats) | timing)
+            if cfg.trainer.eval_every and (step + 1) % cfg.trainer.eval_every == 0 and step + 1 < cfg.trainer.total_steps:
+                logger.log_eval(step + 1, evaluate(w, eval_prompts, cfg, version))
+        after = evaluate(w, eval_prompts, cfg, version)
+        logger.log_eval(cfg.trainer.total_steps, after)
+        summary = {"policy_version": version, "rollout_versions": w.rollout.policy_versions(),
+                   "eval_before": before, "eval_after": after,
+                   "controller_state": w.controller.state_dict()}
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+        return after
+    finally:
+        w.shutdown()
+        logger.close()
+
+
+def step_metrics(scored, assembled, directives, stats) -> dict[str, float]:
+    samples = scored.rollout.samples
+    p_by_prompt = {g.prompt_id: g.n_correct / g.n for g in scored.groups}
+    idx = list(stats.sample_index)
+    rewards = scored.rewards
+    return (reward_metrics(scored) | rollout_metrics(scored) | advantage_metrics(assembled.adv_B)
+            | coef_metrics(directives) | stats.scalars
+            | entropy_metrics(stats.entropy_token_mean_per_sample, stats.num_tokens_per_sample,
+                              [p_by_prompt.get(samples[i].prompt_id, 0.0) for i in idx],
+                              [rewards[i] >= 0.5 for i in idx])
+            | {"filter/kept_samples": float(assembled.kept_B.sum()), "filter/total_samples": float(len(samples))})

@@ -1,0 +1,105 @@
+"""The pieces of one training step that sit between the worker groups.
+
+Each function takes records and returns records: sampling requests from prompts and directives,
+per-prompt statistics for the controller, merging the exploration pass into the scored batch, and
+evaluation (pass@1 / pass@k). No Ray calls here beyond the typed group methods passed in.
+"""
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from typing import Optional
+
+from rlsys.metrics.compute import pass_at_k
+from rlsys.types import (ControlDirectives, GroupStats, LearnerStats, Prompt, PromptBatch, PromptStats,
+                         SamplingRequest, ScoredBatch)
+
+
+def regular_requests(prompts: PromptBatch, samples_per_prompt: int, temperature: float) -> list[SamplingRequest]:
+    return [SamplingRequest(prompt=p, n=samples_per_prompt, temperature=temperature) for p in prompts.prompts]
+
+
+def explore_requests(prompts: PromptBatch, directives: ControlDirectives) -> list[SamplingRequest]:
+    """UEC-RL's second pass: extra samples at the directive's temperature for the prompts it names."""
+    if not directives.extra_samples:
+        return []
+    by_id = {p.prompt_id: p for p in prompts.prompts}
+    return [SamplingRequest(prompt=by_id[pid], n=n, temperature=t, source="explore")
+            for pid, n, t in zip(directives.prompt_ids, directives.extra_samples, directives.temperature)
+            if n > 0 and pid in by_id]
+
+
+class EntropyMemory:
+    """Last exact token-mean entropy the learner measured per prompt id (lags one step)."""
+
+    def __init__(self):
+        self.by_prompt: dict[str, float] = {}
+
+    def update(self, scored: ScoredBatch, stats: LearnerStats) -> None:
+        sums: dict[str, list[float]] = {}
+        for idx, ent, n in zip(stats.sample_index, stats.entropy_token_mean_per_sample, stats.num_tokens_per_sample):
+            pid = scored.rollout.samples[idx].prompt_id
+            acc = sums.setdefault(pid, [0.0, 0.0])
+            acc[0] += ent * n
+            acc[1] += n
+        self.by_prompt.update({pid: s / n for pid, (s, n) in sums.items() if n > 0})
+
+    def get(self, prompt_id: str) -> Optional[float]:
+        return self.by_prompt.get(prompt_id)
+
+
+def prompt_stats(scored: ScoredBatch, memory: EntropyMemory) -> list[PromptStats]:
+    """One PromptStats per group of the regular pass, in prompt order."""
+    samples_by_prompt: dict[str, list] = {}
+    for s in scored.rollout.samples:
+        if s.source == "regular":
+            samples_by_prompt.setdefault(s.prompt_id, []).append(s)
+    out = []
+    for g in scored.groups:
+        ss = samples_by_prompt.get(g.prompt_id, [])
+        out.append(PromptStats(
+            prompt_id=g.prompt_id, n_samples=g.n, n_correct=g.n_correct, mean_reward=g.mean,
+            reward_std=g.std, mean_resp_len=statistics.fmean(len(s.response_token_ids) for s in ss) if ss else 0.0,
+            trunc_frac=statistics.fmean(s.truncated for s in ss) if ss else 0.0,
+            token_entropy_mean=memory.get(g.prompt_id), policy_version=scored.policy_version))
+    return out
+
+
+def merge_scored(regular: ScoredBatch, extra: Optional[ScoredBatch]) -> ScoredBatch:
+    """Append the exploration pass; group statistics stay those of the regular pass."""
+    if extra is None or not extra.rollout.samples:
+        return regular
+    rollout = dataclasses.replace(
+        regular.rollout, samples=regular.rollout.samples + extra.rollout.samples,
+        generate_seconds=regular.rollout.generate_seconds + extra.rollout.generate_seconds)
+    return dataclasses.replace(regular, rollout=rollout, results=regular.results + extra.results,
+                               grade_seconds=regular.grade_seconds + extra.grade_seconds,
+                               timeout_count=regular.timeout_count + extra.timeout_count)
+
+
+def eval_metrics(scored: ScoredBatch, k: int, temperature: float) -> dict[str, float]:
+    """pass@1 (mean over the k samples) and unbiased pass@k, with the temperature they were drawn at."""
+    groups: list[GroupStats] = list(scored.groups)
+    if not groups:
+        return {}
+    pass1 = statistics.fmean(g.n_correct / g.n for g in groups)
+    passk = statistics.fmean(pass_at_k(g.n, g.n_correct, k) for g in groups)
+    return {"eval/pass@1": pass1, f"eval/pass@{k}": passk, "eval/temperature": temperature,
+            "eval/num_prompts": float(len(groups))}
+
+
+def difficulty_accuracy(scored: ScoredBatch) -> dict[str, float]:
+    """Accuracy per difficulty level of the prompts (eval/accuracy_difficulty_<d>)."""
+    level: dict[str, Optional[int]] = {p.prompt_id: p.difficulty for p in scored.rollout.prompts}
+    sums: dict[int, list[float]] = {}
+    for s, r in zip(scored.rollout.samples, scored.results):
+        d = level.get(s.prompt_id)
+        if d is not None:
+            acc = sums.setdefault(d, [0.0, 0.0])
+            acc[0] += 0.0 if r.score is None else r.score
+            acc[1] += 1
+    return {f"eval/accuracy_difficulty_{d}": s / n for d, (s, n) in sorted(sums.items())}
+
+
+def eval_requests(prompts: list[Prompt], k: int, temperature: float) -> list[SamplingRequest]:
+    return [SamplingRequest(prompt=p, n=k, temperature=temperature, source="regular") for p in prompts]

@@ -1,0 +1,198 @@
+"""Records passed between the stages of one training step.
+
+One record type per stage boundary, each carrying the ``policy_version`` it was produced with:
+``PromptBatch -> RolloutBatch -> ScoredBatch -> (PromptStats -> ControlDirectives) -> TrainBatch
+-> LearnerStats``. Pure data: imports torch only for the tensors of ``TrainBatch``; never ray,
+vllm or deepspeed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One task instance. ``token_ids`` is the tokenized, chat-templated ``text``."""
+
+    prompt_id: str
+    text: str
+    token_ids: tuple[int, ...]
+    reference: str
+    verifier: str = "exact_match"
+    difficulty: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class PromptBatch:
+    prompts: tuple[Prompt, ...]
+    policy_version: int
+
+
+@dataclass(frozen=True)
+class SamplingRequest:
+    """How many responses to draw for one prompt, and at which temperature."""
+
+    prompt: Prompt
+    n: int
+    temperature: float
+    source: str = "regular"  # "regular" | "explore" (UEC-RL's second pass)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One generated response, as the rollout engine produced it."""
+
+    prompt_id: str
+    prompt_token_ids: tuple[int, ...]
+    response_token_ids: tuple[int, ...]
+    response_logprobs: tuple[float, ...]  # vLLM log-prob of each sampled token, at `temperature`
+    response_text: str
+    finish_reason: str  # "stop" | "length"
+    temperature: float
+    source: str  # "regular" | "explore"
+    policy_version: int
+    worker_index: int = 0
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+
+@dataclass(frozen=True)
+class RolloutBatch:
+    prompts: tuple[Prompt, ...]
+    samples: tuple[Sample, ...]
+    policy_version: int
+    generate_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Verifier contract: ``score`` in [0, 1], or None when the answer cannot be graded."""
+
+    score: Optional[float]
+    parsed: Optional[str]
+    reason: str
+
+
+@dataclass(frozen=True)
+class GroupStats:
+    """Reward statistics of the samples of one prompt (ungradable samples count as 0)."""
+
+    prompt_id: str
+    n: int
+    n_correct: int
+    mean: float
+    std: float  # population std of the scores
+
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    rollout: RolloutBatch
+    results: tuple[VerifyResult, ...]  # aligned with rollout.samples
+    groups: tuple[GroupStats, ...]  # one per prompt id present in rollout.samples
+    policy_version: int
+    grade_seconds: float = 0.0
+    timeout_count: int = 0
+
+    @property
+    def rewards(self) -> list[float]:
+        return [0.0 if r.score is None else float(r.score) for r in self.results]
+
+
+@dataclass(frozen=True)
+class PromptStats:
+    """What the entropy controller sees of one prompt (ALGORITHMS.md 5.2)."""
+
+    prompt_id: str
+    n_samples: int
+    n_correct: int
+    mean_reward: float
+    reward_std: float
+    mean_resp_len: float
+    trunc_frac: float
+    token_entropy_mean: Optional[float]  # exact entropy from the learner; lags one step, None if unseen
+    policy_version: int
+
+
+@dataclass(frozen=True)
+class ControlDirectives:
+    """Per-prompt decisions of the entropy controller for one step (ALGORITHMS.md 5.2).
+
+    All per-prompt tuples are aligned with ``prompt_ids``.
+    """
+
+    policy_version: int
+    prompt_ids: tuple[str, ...]
+    entropy_coef: tuple[float, ...]  # lambda_q, applied to every token of the prompt's samples
+    extra_samples: tuple[int, ...] = ()  # UEC-RL second-pass samples per prompt (empty = none)
+    temperature: tuple[float, ...] = ()  # second-pass temperature per prompt
+    keep_rule_regular: str = "all"  # all | nonzero_adv | positive_only | abs_gt:X
+    keep_rule_explore: str = "all"
+    drop_degenerate_groups: bool = False
+    replay_admit_rule: str = "none"  # none | positive_gt:X | abs_gt:X
+    replay_now: bool = False
+    globals: dict[str, float] = field(default_factory=dict)  # e.g. coef_global, entropy_target
+
+    def coef_for(self, prompt_id: str) -> float:
+        return self.entropy_coef[self.prompt_ids.index(prompt_id)]
+
+
+@dataclass
+class TrainBatch:
+    """Padded tensors for the learner. B samples, T = prompt + response positions.
+
+    ``mask_BT`` marks response tokens that the loss trains on; ``logp``/``entropy`` at position t
+    are those of token t+1 predicted from positions <= t, already shifted so they align with
+    ``input_ids_BT[:, 1:]`` laid out as [B, T-1]. Global counts make the loss reduction
+    sharding-invariant.
+    """
+
+    input_ids_BT: torch.Tensor  # long [B, T]
+    attention_mask_BT: torch.Tensor  # long [B, T]
+    loss_mask_BT: torch.Tensor  # float [B, T-1], 1 on response tokens
+    old_logp_BT: Optional[torch.Tensor]  # float [B, T-1] behaviour log-probs, None -> learner recomputes
+    adv_B: torch.Tensor  # float [B]
+    entropy_coef_B: torch.Tensor  # float [B], lambda of each sample's prompt
+    temperature_B: torch.Tensor  # float [B], temperature the logits are divided by
+    sample_index_B: torch.Tensor  # long [B], index into the ScoredBatch samples (for stats)
+    policy_version: int
+    global_num_tokens: int = 0
+    global_num_seqs: int = 0
+    is_replay: bool = False
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.input_ids_BT.shape[0])
+
+    def select(self, index_b: torch.Tensor) -> "TrainBatch":
+        """Rows ``index_b`` of every per-sample tensor; global counts are kept."""
+        def pick(t):
+            return None if t is None else t[index_b]
+
+        return TrainBatch(
+            input_ids_BT=pick(self.input_ids_BT), attention_mask_BT=pick(self.attention_mask_BT),
+            loss_mask_BT=pick(self.loss_mask_BT), old_logp_BT=pick(self.old_logp_BT),
+            adv_B=pick(self.adv_B), entropy_coef_B=pick(self.entropy_coef_B),
+            temperature_B=pick(self.temperature_B), sample_index_B=pick(self.sample_index_B),
+            policy_version=self.policy_version, global_num_tokens=self.global_num_tokens,
+            global_num_seqs=self.global_num_seqs, is_replay=self.is_replay,
+        )
+
+
+@dataclass(frozen=True)
+class LearnerStats:
+    """What one learner step reports. ``policy_version`` is the version *after* the update.
+
+    Per-sample vectors are aligned with the TrainBatch's ``sample_index_B`` (gathered over ranks).
+    """
+
+    policy_version: int
+    scalars: dict[str, float]  # learner/* and entropy/* metrics, global over ranks
+    sample_index: tuple[int, ...]
+    entropy_token_mean_per_sample: tuple[float, ...]  # exact entropy, pre-update policy
+    num_tokens_per_sample: tuple[int, ...]
+    old_logp_per_sample: tuple[tuple[float, ...], ...] = ()  # stored for replay (UEC-RL)
