@@ -11,7 +11,6 @@ export VLLM_CPU_KVCACHE_SPACE ?= 1
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade "pip>=24" >/dev/null
 	$(PY) -m pip install -e ".[cpu,dev]"
 	# CUDA builds of these from PyPI break the transformers import next to the CPU torch.
 	$(PY) -m pip uninstall -y torchvision torchaudio torchcodec

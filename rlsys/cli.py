@@ -19,8 +19,11 @@ def _train(args: argparse.Namespace) -> int:
         return 2
     from rlsys.orchestration.driver import train
 
-    after = train(cfg)
-    print("[rlsys] done: " + ", ".join(f"{k}={v:.3f}" for k, v in after.items()), flush=True)
+    summary = train(cfg)
+    before, after = summary["eval_before"], summary["eval_after"]
+    print("[rlsys] held-out accuracy (pass@1) before -> after: "
+          f"{before.get('eval/pass@1', float('nan')):.3f} -> {after.get('eval/pass@1', float('nan')):.3f}"
+          f"  ({cfg.trainer.total_steps} steps; metrics in {cfg.trainer.run_dir}/metrics.jsonl)", flush=True)
     return 0
 
 

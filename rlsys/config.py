@@ -103,7 +103,7 @@ class AlgoConfig:
 @dataclass(frozen=True)
 class EntropyControlConfig:
     controller: str = "none"  # none | fixed | skywork | aer | uec_rl | asymgrpo
-    coef: float = 0.0  # fixed: constant lambda
+    coef: float = 0.0  # fixed: constant lambda; skywork: starting coefficient
     target_entropy: float = 0.2  # skywork: H_tgt
     coef_step: float = 0.005  # skywork: delta per step
     coef_min: float = 0.0  # skywork: lower clamp

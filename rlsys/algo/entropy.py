@@ -6,8 +6,8 @@ NLL of sampled tokens is a different quantity. Pure torch: must not import ray, 
 rlsys.config.
 
 Deliberate choices:
-- [C] logits are computed in float32 (``(hidden @ W^T).float() / temperature``) whatever the dtype of
-  hidden/weight, as verl does; log-probs and entropies are returned in float32.
+- [C] the chunked path computes logits as ``(hidden @ W^T).float() / temperature`` (matmul in the
+  inputs' dtype, softmax maths in float32, as verl does) and returns float32 log-probs/entropies.
 - The chunked path recomputes each chunk's logits in backward (a custom autograd.Function), so no
   float32 [N, V] tensor larger than one chunk exists in forward or backward. Peak extra memory is
   about 5 * chunk_tokens * V * 4 bytes, plus a float32 [V, H] accumulator for the weight gradient.
@@ -17,18 +17,25 @@ from __future__ import annotations
 
 import torch
 
+_MIN_SHIFTED_LOGIT = -1e4  # exp() of it underflows to exactly 0 in float32 and float64
+
 
 def _shifted_softmax_stats(z_NV: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(zs, lse_s, p) with zs = z - max(z): shifting first avoids cancellation in lse - sum(p z).
 
-    -inf logits (masked vocabulary) are clamped to the most negative finite float so that
-    0 * logit stays 0 instead of NaN; their probability is exactly 0 either way.
+    Shifted logits below -1e4 (e.g. -inf from vocabulary masking) are clamped to -1e4 so that
+    p * z is 0 * finite (not 0 * -inf = NaN, also in backward); exp(-1e4) is exactly 0 in float32 and
+    float64, so values are unchanged.
     """
     zs_NV = z_NV - z_NV.amax(dim=-1, keepdim=True).detach()
-    zs_NV = zs_NV.clamp(min=torch.finfo(zs_NV.dtype).min)
+    zs_NV = zs_NV.clamp(min=_MIN_SHIFTED_LOGIT)
     lse_s_N = torch.logsumexp(zs_NV, dim=-1)
     p_NV = torch.exp(zs_NV - lse_s_N.unsqueeze(-1))
     return zs_NV, lse_s_N, p_NV
+
+
+def _at_least_float32(z: torch.Tensor) -> torch.Tensor:
+    return z if z.dtype in (torch.float32, torch.float64) else z.float()
 
 
 def _logp_entropy_core(z_NV: torch.Tensor, target_N: torch.Tensor | None):
@@ -42,19 +49,20 @@ def _logp_entropy_core(z_NV: torch.Tensor, target_N: torch.Tensor | None):
 
 
 def entropy_from_logits(logits_NV: torch.Tensor) -> torch.Tensor:
-    """Exact token entropy ``-sum_v p_v log p_v`` of logits [..., V] -> [...] (float32, differentiable).
+    """Exact token entropy ``-sum_v p_v log p_v`` of logits [..., V] -> [...], differentiable.
 
-    Equals ``log V`` for uniform logits and 0 for one-hot (all other logits -inf).
+    Computed in float32 (float64 stays float64). Equals ``log V`` for uniform logits and 0 for
+    one-hot (all other logits -inf).
     """
-    return _logp_entropy_core(logits_NV.float(), None)[1]
+    return _logp_entropy_core(_at_least_float32(logits_NV), None)[1]
 
 
 def logp_and_entropy_from_logits(logits_NV: torch.Tensor, target_N: torch.Tensor):
     """Naive reference: ``(log softmax(z)[target], entropy(z))`` for logits [N, V], target long [N].
 
-    Materialises [N, V]; use for small cases and as the reference of the chunked path.
+    Computed in float32 (float64 stays float64). Materialises [N, V]; use for small cases and as the reference of the chunked path.
     """
-    return _logp_entropy_core(logits_NV.float(), target_N.long())
+    return _logp_entropy_core(_at_least_float32(logits_NV), target_N.long())
 
 
 def _chunk_logits(hidden_CH: torch.Tensor, weight_VH: torch.Tensor, temp_C: torch.Tensor) -> torch.Tensor:

@@ -131,15 +131,20 @@ class LearnerGroup:
         Rank 0's serialized blob stays in the object store and goes to the engines by reference.
         """
         start = time.perf_counter()
-        refs = [r.full_state_dict_bytes.remote() for r in self.ranks]
-        ray.wait(refs, num_returns=len(refs))
+        blob_ref = self.full_state_dict_ref()
         gathered = time.perf_counter()
-        versions = rollout_group.load_weights(refs[0], self.policy_version)
+        versions = rollout_group.load_weights(blob_ref, self.policy_version)
         if set(versions) != {self.policy_version}:
             raise RuntimeError(f"weight sync left rollout workers at versions {versions}, "
                                f"expected {self.policy_version}")
         return self.policy_version, {"sync/gather_seconds": gathered - start,
                                      "sync/load_seconds": time.perf_counter() - gathered}
+
+    def full_state_dict_ref(self) -> "ray.ObjectRef":
+        """Safetensors bytes of the full weights, left in the object store (rank 0's result)."""
+        refs = [r.full_state_dict_bytes.remote() for r in self.ranks]
+        ray.wait(refs, num_returns=len(refs))
+        return refs[0]
 
     def save_checkpoint(self, path: str) -> None:
         ray.get([r.save_checkpoint.remote(path) for r in self.ranks])
@@ -191,10 +196,11 @@ class RewardClient:
 class _ControllerHost:
     """Hosts the configured controller state machine inside the named actor."""
 
-    def __init__(self, cfg: EntropyControlConfig, samples_per_prompt: int, prompts_per_step: int):
+    def __init__(self, cfg: EntropyControlConfig, samples_per_prompt: int, prompts_per_step: int,
+                 regular_temperature: float):
         from rlsys.control import make_controller
 
-        self.controller = make_controller(cfg, samples_per_prompt, prompts_per_step)
+        self.controller = make_controller(cfg, samples_per_prompt, prompts_per_step, regular_temperature)
 
     def observe(self, stats: list[PromptStats], policy_version: int) -> ControlDirectives:
         return self.controller.observe(stats, policy_version)
@@ -215,7 +221,7 @@ class ControllerClient:
     def __init__(self, cfg: Config):
         Host = ray.remote(_ControllerHost)
         self.actor = Host.options(name=CONTROLLER_NAME, num_cpus=0).remote(
-            cfg.entropy_control, cfg.rollout.samples_per_prompt, cfg.data.prompts_per_step)
+            cfg.entropy_control, cfg.rollout.samples_per_prompt, cfg.data.prompts_per_step, cfg.rollout.temperature)
 
     def observe(self, stats: list[PromptStats], policy_version: int) -> ControlDirectives:
         return ray.get(self.actor.observe.remote(stats, policy_version))
@@ -231,3 +237,10 @@ class ControllerClient:
 
     def shutdown(self) -> None:
         ray.kill(self.actor)
+        deadline = time.time() + 30
+        while time.time() < deadline:  # the name is released asynchronously after the kill
+            try:
+                ray.get_actor(CONTROLLER_NAME)
+            except ValueError:
+                return
+            time.sleep(0.2)

@@ -65,57 +65,63 @@ def evaluate(w: Workers, prompts, cfg: Config, version: int) -> dict[str, float]
     return eval_metrics(scored, k, temp) | difficulty_accuracy(scored)
 
 
-def train(cfg: Config) -> dict[str, float]:
-    """Run ``cfg.trainer.total_steps`` steps; returns the final evaluation metrics."""
+def train(cfg: Config) -> dict:
+    """Validate, start (or join) the cluster and the actors, run the loop; returns the run summary."""
     cfg.validate()
     run_dir = Path(cfg.trainer.run_dir)
     cfg.write(run_dir / "config.yaml")
     model_path = resolve_model(cfg.model, seed=cfg.trainer.seed)
     stream, eval_prompts = build_prompt_sources(cfg.data, model_path)
     where = cluster.connect(cfg)
-    logger = MetricsLogger(run_dir / "metrics.jsonl", sinks=[RayMetricsSink()])
     print(f"[rlsys] {where}; model {model_path}; algo {cfg.algo.name}; starting actors ...", flush=True)
     w = start_workers(cfg, model_path)
     try:
-        version = 0
-        before = evaluate(w, eval_prompts, cfg, version)
-        logger.log_eval(0, before)
-        memory, spec = EntropyMemory(), advantage_spec(cfg)
-        use_rollout_logp = cfg.learner.old_logprob_source == "rollout"
-        for step in range(cfg.trainer.total_steps):
-            t0 = time.perf_counter()
-            prompts = stream.next_batch(version)
-            rollouts = w.rollout.generate(
-                regular_requests(prompts, cfg.rollout.samples_per_prompt, cfg.rollout.temperature), version)
-            scored = w.reward.score(rollouts)
-            directives = w.controller.observe(prompt_stats(scored, memory), version)
-            extra = explore_requests(prompts, directives)
-            if extra:
-                scored = merge_scored(scored, w.reward.score(w.rollout.generate(extra, version)))
-            t1 = time.perf_counter()
-            assembled = assemble(scored, directives, spec, use_rollout_logp)
-            stats = w.learner.train_step(assembled.batch)
-            w.controller.record_learner_stats(stats)
-            memory.update(scored, stats)
-            t2 = time.perf_counter()
-            version, sync = w.learner.push_weights(w.rollout)
-            t3 = time.perf_counter()
-            timing = {"perf/step_seconds": t3 - t0, "perf/rollout_seconds": scored.rollout.generate_seconds,
-                      "perf/reward_seconds": scored.grade_seconds, "perf/learner_step_seconds": t2 - t1,
-                      "perf/sync_seconds": t3 - t2} | sync
-            logger.log(step, step_metrics(scored, assembled, directives, stats) | timing)
-            if cfg.trainer.eval_every and (step + 1) % cfg.trainer.eval_every == 0 and step + 1 < cfg.trainer.total_steps:
-                logger.log_eval(step + 1, evaluate(w, eval_prompts, cfg, version))
-        after = evaluate(w, eval_prompts, cfg, version)
-        logger.log_eval(cfg.trainer.total_steps, after)
-        summary = {"policy_version": version, "rollout_versions": w.rollout.policy_versions(),
-                   "eval_before": before, "eval_after": after,
-                   "controller_state": w.controller.state_dict()}
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-        return after
+        return run_loop(cfg, w, stream, eval_prompts)
     finally:
         w.shutdown()
-        logger.close()
+
+
+def run_loop(cfg: Config, w: Workers, stream, eval_prompts) -> dict:
+    """The training loop on running workers. Writes metrics.jsonl and summary.json to the run dir."""
+    run_dir = Path(cfg.trainer.run_dir)
+    cfg.write(run_dir / "config.yaml")
+    logger = MetricsLogger(run_dir / "metrics.jsonl", sinks=[RayMetricsSink()])
+    memory, spec = EntropyMemory(), advantage_spec(cfg)
+    use_rollout_logp = cfg.learner.old_logprob_source == "rollout"
+    version = w.learner.policy_version
+    before = evaluate(w, eval_prompts, cfg, version)
+    logger.log_eval(0, before)
+    for step in range(cfg.trainer.total_steps):
+        t0 = time.perf_counter()
+        prompts = stream.next_batch(version)
+        rollouts = w.rollout.generate(
+            regular_requests(prompts, cfg.rollout.samples_per_prompt, cfg.rollout.temperature), version)
+        scored = w.reward.score(rollouts)
+        directives = w.controller.observe(prompt_stats(scored, memory), version)
+        extra = explore_requests(prompts, directives)
+        if extra:
+            scored = merge_scored(scored, w.reward.score(w.rollout.generate(extra, version)))
+        t1 = time.perf_counter()
+        assembled = assemble(scored, directives, spec, use_rollout_logp)
+        stats = w.learner.train_step(assembled.batch)
+        w.controller.record_learner_stats(stats)
+        memory.update(scored, stats)
+        t2 = time.perf_counter()
+        version, sync = w.learner.push_weights(w.rollout)
+        t3 = time.perf_counter()
+        timing = {"perf/step_seconds": t3 - t0, "perf/rollout_seconds": scored.rollout.generate_seconds,
+                  "perf/reward_seconds": scored.grade_seconds, "perf/learner_step_seconds": t2 - t1,
+                  "perf/sync_seconds": t3 - t2} | sync
+        logger.log(step, step_metrics(scored, assembled, directives, stats) | timing)
+        if cfg.trainer.eval_every and (step + 1) % cfg.trainer.eval_every == 0 and step + 1 < cfg.trainer.total_steps:
+            logger.log_eval(step + 1, evaluate(w, eval_prompts, cfg, version))
+    after = evaluate(w, eval_prompts, cfg, version)
+    logger.log_eval(cfg.trainer.total_steps, after)
+    logger.close()
+    summary = {"policy_version": version, "rollout_versions": w.rollout.policy_versions(),
+               "eval_before": before, "eval_after": after, "controller_state": w.controller.state_dict()}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    return summary
 
 
 def step_metrics(scored, assembled, directives, stats) -> dict[str, float]:

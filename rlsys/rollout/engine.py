@@ -128,6 +128,7 @@ class VLLMRolloutEngine:
         One batched RPC to every worker, then the prefix cache is dropped (its KV was computed with
         the old weights). Returns the new ``policy_version``.
         """
+        self._check_new_version(policy_version)
         start = time.perf_counter()
         self._llm.collective_rpc("rlsys_load_weights", args=(blob,))
         self._after_weight_update(policy_version)
@@ -162,6 +163,7 @@ class VLLMRolloutEngine:
 
     def finish_weight_update(self, policy_version: int) -> int:
         self._require_nccl()
+        self._check_new_version(policy_version)
         self._llm.finish_weight_update()
         self._after_weight_update(policy_version)
         return self.policy_version
@@ -177,9 +179,11 @@ class VLLMRolloutEngine:
                 engine_core.shutdown()
             del llm
 
-    def _after_weight_update(self, policy_version: int) -> None:
+    def _check_new_version(self, policy_version: int) -> None:
         if policy_version < self.policy_version:
             raise ValueError(f"policy_version {policy_version} < served version {self.policy_version}")
+
+    def _after_weight_update(self, policy_version: int) -> None:
         self._llm.reset_prefix_cache()
         self.policy_version = policy_version
 

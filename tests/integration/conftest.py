@@ -1,0 +1,56 @@
+"""Session fixtures for the integration tier: one real local Ray cluster, the project's tiny model,
+and ONE set of vLLM rollout engines, reward service and prompts shared by every test (engines take
+30-80 s to start). Learner groups and controllers are created per test.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+os.environ.setdefault("DS_ACCELERATOR", "cpu")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+
+
+def integration_config(*overrides: str):
+    from rlsys.config import load_config
+
+    base = ["data.prompts_per_step=8", "rollout.samples_per_prompt=4", "data.num_eval=8",
+            "trainer.eval_samples=2", "trainer.total_steps=2", "learner.micro_batch_size=16",
+            f"model.cache_dir={REPO / '.cache' / 'rlsys'}"]
+    return load_config(str(REPO / "configs" / "demo.yaml"), base + list(overrides))
+
+
+@dataclass
+class Stack:
+    model_path: str
+    rollout: object
+    reward: object
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    import ray
+
+    ray.init(num_cpus=8, namespace="rlsys-tests", include_dashboard=False, _node_ip_address="127.0.0.1",
+             runtime_env={"env_vars": {"DS_ACCELERATOR": "cpu", "TOKENIZERS_PARALLELISM": "false"}})
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def stack(ray_cluster):
+    from rlsys.models.resolve import resolve_model
+    from rlsys.orchestration.actors import RewardClient, RolloutGroup
+
+    cfg = integration_config()
+    model_path = resolve_model(cfg.model)
+    rollout = RolloutGroup(cfg.rollout, model_path, cfg.model.dtype)
+    reward = RewardClient(cfg.reward)
+    yield Stack(model_path=model_path, rollout=rollout, reward=reward)
+    rollout.shutdown()
+    reward.shutdown()

@@ -1,0 +1,104 @@
+"""none / asymgrpo / fixed / skywork controllers (ALGORITHMS.md 4.4, 4.5, 3.4) and make_controller."""
+import pytest
+
+from rlsys.config import EntropyControlConfig
+from rlsys.control import (AsymGRPOController, FixedController, NoneController, SkyworkController,
+                           make_controller)
+from rlsys.types import LearnerStats, PromptStats
+
+
+def prompt_stats(n_correct_P, G=4):
+    return [PromptStats(prompt_id=f"q{i}", n_samples=G, n_correct=c, mean_reward=c / G, reward_std=0.0,
+                        mean_resp_len=3.0, trunc_frac=0.0, token_entropy_mean=None, policy_version=0)
+            for i, c in enumerate(n_correct_P)]
+
+
+def learner_stats(entropy):
+    return LearnerStats(policy_version=1, scalars={"entropy/token_mean": entropy}, sample_index=(),
+                        entropy_token_mean_per_sample=(), num_tokens_per_sample=())
+
+
+@pytest.mark.parametrize("cls", [NoneController, AsymGRPOController])
+def test_none_and_asymgrpo_emit_zero_coefs_and_no_directives(cls):
+    ctl = cls()
+    d = ctl.observe(prompt_stats([0, 2, 4]), policy_version=7)
+    assert d.policy_version == 7
+    assert d.prompt_ids == ("q0", "q1", "q2")
+    assert d.entropy_coef == (0.0, 0.0, 0.0)
+    assert d.extra_samples == () and d.temperature == ()
+    assert d.keep_rule_regular == "all" and d.keep_rule_explore == "all"
+    assert d.replay_admit_rule == "none" and not d.replay_now and not d.drop_degenerate_groups
+    assert d.globals == {}
+    ctl.record_learner_stats(learner_stats(0.5))  # ignored, no error
+
+
+def test_fixed_applies_constant_coef_to_every_prompt_every_step():
+    ctl = FixedController(1e-3)
+    for entropy in (2.0, 0.01):
+        d = ctl.observe(prompt_stats([0, 4, 1]), policy_version=0)
+        assert d.entropy_coef == (1e-3, 1e-3, 1e-3)
+        assert d.globals["coef_global"] == 1e-3
+        ctl.record_learner_stats(learner_stats(entropy))
+
+
+def test_skywork_up_down_and_gate():
+    # c_0 = 0, delta = 0.005, H_tgt = 0.2
+    ctl = SkyworkController(coef=0.0, target=0.2, coef_step=0.005, coef_min=0.0, coef_max=1.0)
+    d0 = ctl.observe(prompt_stats([0, 1]), 0)
+    assert d0.entropy_coef == (0.0, 0.0)  # no previous entropy -> gate closed
+    ctl.record_learner_stats(learner_stats(0.1))  # 0.1 <= 0.2 -> c_1 = 0 + 0.005, measured even at coef 0
+    d1 = ctl.observe(prompt_stats([0, 1]), 1)
+    assert d1.entropy_coef == (0.005, 0.005)  # gate open: H_0 = 0.1 <= 0.2
+    assert d1.globals["entropy_error"] == pytest.approx(0.2 - 0.1)
+    ctl.record_learner_stats(learner_stats(0.3))  # above -> c_2 = 0.005 - 0.005 = 0
+    assert ctl.coef_state == pytest.approx(0.0)
+    ctl.record_learner_stats(learner_stats(0.2))  # equal counts as "at or below" -> up: 0.005
+    assert ctl.coef_state == pytest.approx(0.005)
+    ctl.record_learner_stats(learner_stats(0.25))  # c = 0, gate closed by 0.25 > 0.2
+    ctl.record_learner_stats(learner_stats(0.15))  # c = 0.005, but the gate uses H = 0.15 -> open
+    assert ctl.observe(prompt_stats([3]), 2).entropy_coef == (pytest.approx(0.005),)
+
+
+def test_skywork_gate_closed_while_above_target_even_with_positive_coef():
+    ctl = SkyworkController(coef=0.05, target=0.2, coef_step=0.01, coef_min=0.0, coef_max=1.0)
+    ctl.record_learner_stats(learner_stats(0.5))  # c: 0.05 -> 0.04, previous H above target
+    d = ctl.observe(prompt_stats([0]), 0)
+    assert d.entropy_coef == (0.0,)
+    assert d.globals["coef_adaptive"] == pytest.approx(0.04)
+
+
+def test_skywork_clamps_to_min_and_max():
+    ctl = SkyworkController(coef=0.0, target=1.0, coef_step=0.004, coef_min=0.001, coef_max=0.01)
+    assert ctl.coef_state == 0.001  # c_0 clamped up to coef_min
+    for _ in range(5):  # 0.001 + 5*0.004 = 0.021 -> clamped at 0.01
+        ctl.record_learner_stats(learner_stats(0.5))
+    assert ctl.coef_state == 0.01
+    for _ in range(10):  # far above target: down to coef_min, never below
+        ctl.record_learner_stats(learner_stats(3.0))
+    assert ctl.coef_state == 0.001
+
+
+def test_entropy_driven_controller_refuses_missing_entropy():
+    ctl = SkyworkController(0.0, 0.2, 0.005, 0.0, 1.0)
+    bad = LearnerStats(policy_version=1, scalars={}, sample_index=(), entropy_token_mean_per_sample=(),
+                       num_tokens_per_sample=())
+    with pytest.raises(ValueError, match="entropy/token_mean"):
+        ctl.record_learner_stats(bad)
+
+
+@pytest.mark.parametrize("name,cls", [("none", "NoneController"), ("asymgrpo", "AsymGRPOController"),
+                                      ("fixed", "FixedController"), ("skywork", "SkyworkController"),
+                                      ("aer", "AERController"), ("uec_rl", "UECController")])
+def test_make_controller_picks_by_name(name, cls):
+    ctl = make_controller(EntropyControlConfig(controller=name), samples_per_prompt=4, prompts_per_step=2)
+    assert type(ctl).__name__ == cls and ctl.name == name
+
+
+def test_make_controller_rejects_unknown_name():
+    with pytest.raises(ValueError, match="controller"):
+        make_controller(EntropyControlConfig(controller="nope"), 4, 2)
+
+
+def test_load_state_dict_refuses_another_controllers_state():
+    with pytest.raises(ValueError, match="fixed"):
+        NoneController().load_state_dict(FixedController(0.1).state_dict())
