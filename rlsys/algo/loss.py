@@ -129,8 +129,7 @@ def _policy_term(logp_BT, old_logp_BT, adv_BT, mask_BT, spec: LossSpec, generato
     """Per-token policy loss [B, T] (before aggregation) and its token masks/covariance."""
     ratio_BT = torch.exp((logp_BT - old_logp_BT).clamp(-20.0, 20.0))
     valid_BT = mask_BT > 0
-    n_tokens = int(valid_BT.sum().item()) if (spec.kl_cov_ratio > 0 or spec.clip_cov_ratio > 0) else 0
-    if spec.kl_cov_ratio > 0 and n_tokens > 0:
+    if spec.kl_cov_ratio > 0:
         cov_BT = token_covariance(logp_BT, adv_BT, mask_BT)
         sel_BT = kl_cov_mask(cov_BT, mask_BT, spec.kl_cov_ratio)
         penalty_BT = spec.kl_cov_coef * (logp_BT - old_logp_BT).abs()
@@ -141,7 +140,8 @@ def _policy_term(logp_BT, old_logp_BT, adv_BT, mask_BT, spec: LossSpec, generato
         ratio_BT, adv_BT, spec.eps_low, spec.eps_high, spec.dual_clip_c)
     loss_BT = -psi_BT
     flags = dict(upper=upper_BT, lower=lower_BT, dual=dual_BT, selected=torch.zeros_like(upper_BT), cov=None)
-    if spec.clip_cov_ratio > 0 and n_tokens > 0:
+    if spec.clip_cov_ratio > 0:
+        n_tokens = int(valid_BT.sum().item())  # local N of max(1, floor(r*N)); host sync
         cov_BT = token_covariance(logp_BT, adv_BT, mask_BT)
         eligible_BT = valid_BT & ~(upper_BT | lower_BT | dual_BT)
         sel_BT = clip_cov_mask(cov_BT, eligible_BT, spec.clip_cov_ratio,

@@ -46,10 +46,13 @@ SUMMED = ("loss", *ADDITIVE_DIAGNOSTICS, "cov_selected_count", "cov_weighted_sum
 
 
 class PolicyModule(torch.nn.Module):
-    """The root module DeepSpeed wraps: HF causal LM -> (logp_BT1, entropy_BT1).
+    """The root module DeepSpeed wraps: HF causal LM -> stacked (logp, entropy) [2, B, T-1].
 
     Running the whole chunked head inside one root forward keeps ZeRO-3's per-forward bookkeeping
-    (parameter fetch order, release at the end of the forward) intact.
+    (parameter fetch order, release at the end of the forward) intact. One stacked output, not two:
+    ZeRO-3 runs a pre-backward hook per root output that receives a gradient and requires every rank
+    to record the same module trace, so a rank whose loss ignores the entropy (all coefficients 0)
+    must not skip a hook that another rank runs.
     """
 
     def __init__(self, lm: torch.nn.Module, chunk_tokens: int):
@@ -58,8 +61,9 @@ class PolicyModule(torch.nn.Module):
         self.chunk_tokens = chunk_tokens
 
     def forward(self, input_ids_BT, attention_mask_BT, temperature_B, positions_BT, num_chunks: int):
-        return response_logp_and_entropy(self.lm, input_ids_BT, attention_mask_BT, temperature_B,
-                                         self.chunk_tokens, positions_BT=positions_BT, num_chunks=num_chunks)
+        return torch.stack(response_logp_and_entropy(self.lm, input_ids_BT, attention_mask_BT, temperature_B,
+                                                     self.chunk_tokens, positions_BT=positions_BT,
+                                                     num_chunks=num_chunks))
 
 
 class Learner:
@@ -204,7 +208,7 @@ class Learner:
             out["ref_logp"] = torch.zeros(B, T1)
         for mb in micro:
             inputs = self._inputs(shard, mb.rows)
-            logp, entropy = self.engine(**inputs, num_chunks=mb.num_chunks)
+            logp, entropy = self.engine(**inputs, num_chunks=mb.num_chunks)  # unbinds the stacked pair
             ref = reference(**inputs, num_chunks=mb.num_chunks)[0] if reference is not None else None
             if mb.rows:
                 index, width = torch.tensor(mb.rows), logp.shape[1]

@@ -25,3 +25,22 @@ def resolve_model(cfg: ModelConfig, seed: int = 0) -> str:
     if not (Path(cfg.path) / "config.json").is_file():
         raise ValueError(f"model.path={cfg.path!r}: no config.json there (expected a Hugging Face model dir)")
     return str(Path(cfg.path).resolve())
+
+
+def write_hf_model(state_dict_bytes: bytes, base_model_path: str, out_dir: str | Path) -> Path:
+    """A Hugging Face model dir with the given safetensors weights and the base model's config/tokenizer."""
+    import shutil
+
+    out = Path(out_dir)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in Path(base_model_path).iterdir():
+        if f.is_file() and not f.name.endswith((".safetensors", ".bin")) and not f.name.startswith("."):
+            shutil.copy2(f, tmp / f.name)
+    from safetensors.torch import load, save_file
+
+    save_file(load(state_dict_bytes), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out

@@ -118,6 +118,7 @@ class LearnerGroup:
         addr, port = ray.get(self.ranks[0].rendezvous_address.remote())
         ray.get([r.setup.remote(i, len(self.ranks), addr, port) for i, r in enumerate(self.ranks)])
         self.policy_version = 0
+        self.model_path = model_path
 
     def train_step(self, batch: TrainBatch) -> LearnerStats:
         shards = shard(batch, len(self.ranks))

@@ -14,14 +14,16 @@ from rlsys.algo.batch import AdvantageSpec, assemble
 from rlsys.algo.loss import LossSpec
 from rlsys.config import Config
 from rlsys.data.setup import build_prompt_sources
-from rlsys.metrics.compute import advantage_metrics, coef_metrics, entropy_metrics, reward_metrics, rollout_metrics
+from rlsys.metrics.compute import (advantage_metrics, coef_metrics, entropy_metrics, reward_metrics, rollout_metrics,
+                                   sampler_metrics)
 from rlsys.metrics.logger import MetricsLogger
-from rlsys.models.resolve import resolve_model
+from rlsys.models.resolve import resolve_model, write_hf_model
 from rlsys.orchestration import cluster
 from rlsys.orchestration.actors import ControllerClient, LearnerGroup, RewardClient, RolloutGroup
 from rlsys.orchestration.ray_metrics import RayMetricsSink
+from rlsys.orchestration.sampling import RegularSampler, ReplayStage
 from rlsys.orchestration.stages import (EntropyMemory, difficulty_accuracy, eval_metrics, eval_requests,
-                                        explore_requests, merge_scored, prompt_stats, regular_requests)
+                                        explore_requests, merge_scored, prompt_stats)
 
 
 @dataclass
@@ -87,41 +89,68 @@ def run_loop(cfg: Config, w: Workers, stream, eval_prompts) -> dict:
     cfg.write(run_dir / "config.yaml")
     logger = MetricsLogger(run_dir / "metrics.jsonl", sinks=[RayMetricsSink()])
     memory, spec = EntropyMemory(), advantage_spec(cfg)
+    sampler = RegularSampler(stream, w.rollout, w.reward, cfg.rollout.samples_per_prompt, cfg.rollout.temperature,
+                             (cfg.algo.dynamic_sampling, cfg.algo.dynamic_sampling_max_rounds))
+    replay = ReplayStage(*replay_sizes(cfg), seed=cfg.trainer.seed)
     use_rollout_logp = cfg.learner.old_logprob_source == "rollout"
     version = w.learner.policy_version
     before = evaluate(w, eval_prompts, cfg, version)
     logger.log_eval(0, before)
     for step in range(cfg.trainer.total_steps):
         t0 = time.perf_counter()
-        prompts = stream.next_batch(version)
-        rollouts = w.rollout.generate(
-            regular_requests(prompts, cfg.rollout.samples_per_prompt, cfg.rollout.temperature), version)
-        scored = w.reward.score(rollouts)
+        prompts, scored, sampler_info = sampler.sample(version)
         directives = w.controller.observe(prompt_stats(scored, memory), version)
-        extra = explore_requests(prompts, directives)
-        if extra:
-            scored = merge_scored(scored, w.reward.score(w.rollout.generate(extra, version)))
+        explore = explore_pass(w, prompts, directives, version)
+        scored = merge_scored(scored, explore)
         t1 = time.perf_counter()
         assembled = assemble(scored, directives, spec, use_rollout_logp)
+        if assembled.batch.batch_size == 0:  # every sample filtered out: nothing to learn this step
+            logger.log(step, {"filter/empty_batch": 1.0} | reward_metrics(scored))
+            continue
         stats = w.learner.train_step(assembled.batch)
         w.controller.record_learner_stats(stats)
         memory.update(scored, stats)
+        admitted = replay.admit(scored, assembled, directives)
+        replayed = replay.maybe_replay(w.learner, directives, version)
         t2 = time.perf_counter()
         version, sync = w.learner.push_weights(w.rollout)
         t3 = time.perf_counter()
         timing = {"perf/step_seconds": t3 - t0, "perf/rollout_seconds": scored.rollout.generate_seconds,
                   "perf/reward_seconds": scored.grade_seconds, "perf/learner_step_seconds": t2 - t1,
                   "perf/sync_seconds": t3 - t2} | sync
-        logger.log(step, step_metrics(scored, assembled, directives, stats) | timing)
+        logger.log(step, step_metrics(scored, assembled, directives, stats) | sampler_info | timing
+                   | sampler_metrics(directives, explore) | replay.metrics(admitted, replayed))
         if cfg.trainer.eval_every and (step + 1) % cfg.trainer.eval_every == 0 and step + 1 < cfg.trainer.total_steps:
             logger.log_eval(step + 1, evaluate(w, eval_prompts, cfg, version))
     after = evaluate(w, eval_prompts, cfg, version)
     logger.log_eval(cfg.trainer.total_steps, after)
     logger.close()
+    save_final_model(w, run_dir)
     summary = {"policy_version": version, "rollout_versions": w.rollout.policy_versions(),
                "eval_before": before, "eval_after": after, "controller_state": w.controller.state_dict()}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     return summary
+
+
+def explore_pass(w: Workers, prompts, directives, version: int):
+    """UEC-RL's second sampling pass (extra samples at T' for the prompts the controller named)."""
+    extra = explore_requests(prompts, directives)
+    return w.reward.score(w.rollout.generate(extra, version)) if extra else None
+
+
+def replay_sizes(cfg: Config) -> tuple[int, int]:
+    """(capacity s', unit P*G) of the UEC-RL replay buffer; capacity 0 when the controller is not uec_rl."""
+    unit = cfg.data.prompts_per_step * cfg.rollout.samples_per_prompt
+    if cfg.entropy_control.controller != "uec_rl":
+        return 0, unit
+    return int(cfg.entropy_control.uec_replay_size * unit), unit
+
+
+def save_final_model(w: Workers, run_dir: Path) -> None:
+    """The trained weights as a Hugging Face model dir (``run_dir/final``), usable by ``rlsys eval``."""
+    import ray
+
+    write_hf_model(ray.get(w.learner.full_state_dict_ref()), w.learner.model_path, run_dir / "final")
 
 
 def step_metrics(scored, assembled, directives, stats) -> dict[str, float]:

@@ -15,20 +15,25 @@ WEIGHT_TRANSFER_STRATEGIES = ("serialized", "nccl")
 def serialize_state_dict(state_dict: dict[str, torch.Tensor]) -> bytes:
     """Safetensors bytes of a full HF-named state dict (the ``serialized`` weight-transfer wire format).
 
-    Tensors are moved to CPU and made contiguous; shared storage (tied embeddings) is copied, since
-    safetensors refuses aliased tensors.
+    Every key is sent, moved to CPU and made contiguous. Tensors sharing storage with an earlier one
+    (tied ``lm_head.weight`` / ``embed_tokens.weight``) are copied: safetensors refuses aliases.
     """
     plain: dict[str, torch.Tensor] = {}
-    seen: set[int] = set()
+    storages: set[int] = set()
     for name, tensor in state_dict.items():
         t = tensor.detach().to("cpu").contiguous()
-        if t.untyped_storage().data_ptr() in seen:
+        if t.untyped_storage().data_ptr() in storages:
             t = t.clone()
-        seen.add(t.untyped_storage().data_ptr())
+        storages.add(t.untyped_storage().data_ptr())
         plain[name] = t
     return safetensors.torch.save(plain)
 
 
-def deserialize_state_dict(blob: bytes) -> dict[str, torch.Tensor]:
-    """Inverse of ``serialize_state_dict``: CPU tensors keyed by HF parameter name."""
-    return safetensors.torch.load(blob)
+def deserialize_state_dict(blob_or_path: bytes | str) -> dict[str, torch.Tensor]:
+    """Inverse of ``serialize_state_dict``: CPU tensors keyed by HF parameter name.
+
+    Takes the bytes, or the path of a file holding them (memory-mapped, no copy).
+    """
+    if isinstance(blob_or_path, str):
+        return safetensors.torch.load_file(blob_or_path)
+    return safetensors.torch.load(blob_or_path)

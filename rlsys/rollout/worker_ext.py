@@ -15,14 +15,16 @@ from rlsys.rollout import deserialize_state_dict
 class RlsysWorkerExtension:
     """Mixed into vLLM's Worker; every method runs once per worker (per tensor-parallel rank)."""
 
-    def rlsys_load_weights(self, blob: bytes) -> int:
-        """Load a full HF state dict (``serialize_state_dict`` bytes) in place; returns #tensors.
+    def rlsys_load_weights(self, blob_or_path: bytes | str) -> int:
+        """Load a full HF state dict in place; returns the number of tensors loaded.
 
-        Bytes, not tensors, cross the RPC: on CPU vLLM's message queue turns raw tensors into
-        lists. ``reload_weights`` takes checkpoint-format (HF) names and lets the model's own
-        ``load_weights`` fuse qkv / gate-up projections and shard for tensor parallelism.
+        Takes ``serialize_state_dict`` bytes, or the path of a same-host file holding them (the
+        engine's fast path: 600 MB of bytes through vLLM's RPC queues take ~10 s on CPU). Never raw
+        tensors: on CPU vLLM's message queue turns them into lists. ``reload_weights`` takes
+        checkpoint-format (HF) names and lets the model's own ``load_weights`` fuse qkv / gate-up
+        projections and shard for tensor parallelism.
         """
-        state_dict = deserialize_state_dict(blob)
+        state_dict = deserialize_state_dict(blob_or_path)
         self.reload_weights(weights_iterator=iter(state_dict.items()), is_checkpoint_format=True)
         return len(state_dict)
 

@@ -171,6 +171,17 @@ def test_version_mismatch_is_an_error(engine, tokenizer):
         engine.load_weights(b"", policy_version=engine.policy_version - 1)
 
 
+def test_state_dict_codec_roundtrip_with_tied_weights():
+    from rlsys.rollout import deserialize_state_dict, serialize_state_dict
+
+    emb = torch.randn(5, 3)
+    fused = torch.randn(6, 3)
+    state = {"embed.weight": emb, "lm_head.weight": emb, "q.weight": fused[:2], "k.weight": fused[2:]}
+    loaded = deserialize_state_dict(serialize_state_dict(state))
+    assert sorted(loaded) == sorted(state)  # every key, aliases included
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+
+
 class _InProcessClient:
     """The WeightSyncClient the orchestration layer would build over engine actors, for one engine."""
 

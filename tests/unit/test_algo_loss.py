@@ -253,3 +253,13 @@ def test_spec_validation():
     with pytest.raises(ValueError):
         policy_loss(torch.zeros(1, 1), torch.zeros(1, 1), torch.zeros(1), torch.ones(1, 1), torch.zeros(1, 1),
                     torch.zeros(1), LossSpec(ref_kl_coef=0.1), 1, 1)
+
+
+@pytest.mark.parametrize("spec", [LossSpec(kl_cov_ratio=0.1), LossSpec(clip_cov_ratio=0.1), LossSpec()])
+def test_micro_batch_without_valid_tokens_contributes_zero(spec):
+    # a rank/micro-batch whose rows are all padding: loss 0, no selection, zero (finite) gradient
+    x = torch.zeros(2, 3, requires_grad=True)
+    loss, diag = policy_loss(x, torch.zeros(2, 3), torch.tensor([1.0, -1.0]), torch.zeros(2, 3), torch.zeros(2, 3),
+                             torch.zeros(2), spec, 5, 2)
+    loss.backward()
+    assert loss.item() == 0.0 and diag["cov_selected_count"].item() == 0 and x.grad.abs().sum().item() == 0.0

@@ -1,0 +1,118 @@
+"""Sampling stages around the rollout and reward groups: the regular pass with DAPO dynamic
+sampling (drop groups with p in {0, 1} and refill, or report exhaustion) and UEC-RL's replay
+stabiliser (admit high-advantage samples, replay them every f steps with their stored log-probs).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import torch
+
+from rlsys.algo.batch import Assembled, pad_samples
+from rlsys.algo.shaping import informative_groups, replay_admit_mask
+from rlsys.control.replay import ReplayBuffer
+from rlsys.orchestration.stages import regular_requests
+from rlsys.types import ControlDirectives, LearnerStats, PromptBatch, ScoredBatch
+
+
+def select_prompts(scored: ScoredBatch, keep_ids: set[str]) -> ScoredBatch:
+    """The part of a scored batch that belongs to the prompts in ``keep_ids``."""
+    pairs = [(s, r) for s, r in zip(scored.rollout.samples, scored.results) if s.prompt_id in keep_ids]
+    rollout = dataclasses.replace(scored.rollout, samples=tuple(s for s, _ in pairs),
+                                  prompts=tuple(p for p in scored.rollout.prompts if p.prompt_id in keep_ids))
+    return dataclasses.replace(scored, rollout=rollout, results=tuple(r for _, r in pairs),
+                               groups=tuple(g for g in scored.groups if g.prompt_id in keep_ids))
+
+
+def concat_scored(a: Optional[ScoredBatch], b: ScoredBatch) -> ScoredBatch:
+    if a is None:
+        return b
+    rollout = dataclasses.replace(a.rollout, prompts=a.rollout.prompts + b.rollout.prompts,
+                                  samples=a.rollout.samples + b.rollout.samples,
+                                  generate_seconds=a.rollout.generate_seconds + b.rollout.generate_seconds)
+    return dataclasses.replace(a, rollout=rollout, results=a.results + b.results, groups=a.groups + b.groups,
+                               grade_seconds=a.grade_seconds + b.grade_seconds,
+                               timeout_count=a.timeout_count + b.timeout_count)
+
+
+class RegularSampler:
+    """Draws P prompts, samples G responses each and grades them.
+
+    With ``dynamic_sampling`` groups whose samples are all right or all wrong are dropped and new
+    prompts are drawn until P informative groups are collected or ``max_rounds`` rounds were spent
+    (``sampler/dynamic_exhausted`` = 1 then, and the step trains on what it has).
+    """
+
+    def __init__(self, stream, rollout, reward, samples_per_prompt: int, temperature: float,
+                 dynamic: tuple[bool, int] = (False, 1)):
+        self.stream, self.rollout, self.reward = stream, rollout, reward
+        self.G, self.temperature = samples_per_prompt, temperature
+        self.dynamic, self.max_rounds = dynamic
+
+    def sample(self, policy_version: int) -> tuple[PromptBatch, ScoredBatch, dict[str, float]]:
+        kept: Optional[ScoredBatch] = None
+        want = self.stream.prompts_per_step
+        dropped = rounds = 0
+        while rounds < (self.max_rounds if self.dynamic else 1):
+            rounds += 1
+            prompts = self.stream.next_batch(policy_version)
+            scored = self.reward.score(self.rollout.generate(
+                regular_requests(prompts, self.G, self.temperature), policy_version))
+            if not self.dynamic:
+                return prompts, scored, {}
+            n_correct_P = torch.tensor([g.n_correct for g in scored.groups])
+            ok_P = informative_groups(n_correct_P, torch.tensor([g.n for g in scored.groups]))
+            have = 0 if kept is None else len(kept.groups)
+            ids = [g.prompt_id for g, ok in zip(scored.groups, ok_P.tolist()) if ok][:want - have]
+            dropped += len(scored.groups) - int(ok_P.sum())
+            kept = concat_scored(kept, select_prompts(scored, set(ids)))
+            if len(kept.groups) >= want:
+                break
+        metrics = {"sampler/dynamic_rounds": float(rounds), "sampler/dynamic_dropped_groups": float(dropped),
+                   "sampler/dynamic_exhausted": float(len(kept.groups) < want)}
+        return PromptBatch(prompts=kept.rollout.prompts, policy_version=policy_version), kept, metrics
+
+
+class ReplayStage:
+    """UEC-RL stabiliser: FIFO of admitted samples, replayed as an extra learner update every f steps.
+
+    Replay rows keep the log-probs the sample was generated with (vLLM's, at its temperature) as
+    the old log-probs, so the PPO ratio is taken against the stale behaviour policy and clipping
+    bounds how far replay moves the policy (ALGORITHMS.md 2.2).
+    """
+
+    def __init__(self, capacity: int, unit: int, seed: int):
+        self.buffer = ReplayBuffer(capacity, seed)
+        self.unit = unit
+        self.updates = 0
+        self.last_staleness = 0.0
+
+    def admit(self, scored: ScoredBatch, assembled: Assembled, directives: ControlDirectives) -> int:
+        if directives.replay_admit_rule == "none" or self.buffer.capacity == 0:
+            return 0
+        batch = assembled.batch
+        mask_B = replay_admit_mask(batch.adv_B, directives.replay_admit_rule)
+        rows = [(scored.rollout.samples[int(i)], float(a), float(c))
+                for i, a, c, m in zip(batch.sample_index_B, batch.adv_B, batch.entropy_coef_B, mask_B) if m]
+        self.buffer.add(rows)
+        return len(rows)
+
+    def maybe_replay(self, learner, directives: ControlDirectives, policy_version: int) -> Optional[LearnerStats]:
+        if not (directives.replay_now and self.buffer.ready(self.unit)):
+            return None
+        rows = self.buffer.sample_for_update(self.unit)
+        batch = pad_samples([s for s, _, _ in rows], torch.tensor([a for _, a, _ in rows]),
+                            [c for _, _, c in rows], list(range(len(rows))), policy_version,
+                            use_rollout_logprobs=True)
+        self.updates += 1
+        self.last_staleness = sum(policy_version - s.policy_version for s, _, _ in rows) / len(rows)
+        return learner.train_step(dataclasses.replace(batch, is_replay=True))
+
+    def metrics(self, admitted: int, replayed: Optional[LearnerStats]) -> dict[str, float]:
+        out = {"replay/buffer_size": float(len(self.buffer)), "replay/admitted": float(admitted),
+               "replay/updates": float(self.updates)}
+        if replayed is not None:
+            out |= {"replay/staleness_steps": self.last_staleness,
+                    "replay/loss": replayed.scalars.get("learner/loss", float("nan"))}
+        return out

@@ -1,0 +1,274 @@
+"""The grading service: a pool of long-lived worker processes that run registered verifiers.
+
+It owns batching, concurrency and the hard per-answer wall-clock limit: an answer that runs past
+``timeout_s`` is ungradable, its worker is SIGKILLed and replaced, the rest of the batch goes on.
+Workers come from a 'forkserver' (else 'spawn') context, never a fork of the (threaded) caller.
+A plain class, wrapped as a Ray actor in rlsys/orchestration; must not import ray, vllm or deepspeed.
+"""
+from __future__ import annotations
+
+import collections
+import ctypes
+import logging
+import math
+import multiprocessing as mp
+import resource
+import signal
+import statistics
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from typing import Optional
+
+from rlsys.reward.verifiers import get_verifier, load_path, safe_verify
+from rlsys.types import GroupStats, RolloutBatch, Sample, ScoredBatch, VerifyResult
+
+log = logging.getLogger(__name__)
+
+CORRECT_THRESHOLD = 0.5  # n_correct counts score >= 0.5 (same rule as rlsys.metrics.compute)
+MAX_CHUNK = 16  # answers per message to a worker: few messages, yet a kill re-queues little
+STARTUP_TIMEOUT_S = 180.0  # a worker that is not ready by then is a configuration problem
+WORKER_ADDRESS_SPACE_BYTES = 6 << 30  # a 10^(10^10) turns into MemoryError (-> None), not a dead node
+# Imported once in the forkserver, so a replacement worker starts in milliseconds, not seconds.
+_PRELOAD = ["rlsys.reward.service", "rlsys.reward.math_verifier", "rlsys.reward.simple_verifiers",
+            "math_verify", "sympy"]
+
+
+@dataclass(frozen=True)
+class GradeReport:
+    num_graded: int  # answers in the batch
+    num_timeouts: int  # answers that ran past timeout_s (their worker was killed)
+    num_ungradable: int  # answers with score None, timeouts and crashed workers included
+    seconds: float  # wall-clock time of the whole batch
+
+
+class _Worker:
+    """Parent-side handle: the process, its pipe, and the indices it holds in arrival order."""
+
+    def __init__(self, ctx, verifier_paths: tuple[str, ...]):
+        self.conn, child_conn = ctx.Pipe(duplex=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child_conn, verifier_paths),
+                                daemon=True, name="rlsys-grader")
+        self.proc.start()
+        child_conn.close()  # so that recv() sees EOF when the worker dies
+        self.ready = False
+        self.inflight: collections.deque[int] = collections.deque()
+        self.started = 0.0  # when the answer at inflight[0] started
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(timeout=5.0)
+        self.conn.close()
+
+
+def _context():
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(_PRELOAD)
+        return ctx
+    return mp.get_context("spawn")
+
+
+class RewardService:
+    """Grades (verifier, response, reference) triples on ``num_workers`` processes.
+
+    Never raises on model output: a verifier exception, a crash or a timeout gives ``score=None``
+    with a reason. Raises RuntimeError only for configuration problems (a bad verifier path).
+    """
+
+    def __init__(self, num_workers: int, timeout_s: float, verifier_paths: tuple[str, ...] = ()):
+        if num_workers < 1 or timeout_s <= 0:
+            raise ValueError(f"need num_workers >= 1 and timeout_s > 0, got {num_workers}, {timeout_s}")
+        self.timeout_s = float(timeout_s)
+        self.verifier_paths = tuple(verifier_paths)
+        self._ctx = _context()
+        self._workers = [_Worker(self._ctx, self.verifier_paths) for _ in range(num_workers)]
+        self.num_replaced = 0  # workers killed and restarted so far (timeouts and crashes)
+
+    # ------------------------------------------------------------ public API
+
+    def grade(self, requests: list[tuple[str, str, str]]) -> tuple[list[VerifyResult], GradeReport]:
+        """Results aligned with ``requests`` (verifier_name, response, reference), and a report."""
+        t0 = time.monotonic()
+        results: list[Optional[VerifyResult]] = [None] * len(requests)
+        pending = collections.deque(range(len(requests)))
+        timeouts = 0
+        while pending or any(w.inflight for w in self._workers):
+            self._dispatch(pending, requests)
+            self._collect(results, pending)
+            timeouts += self._reap_overdue(results, pending)
+        out = [r for r in results if r is not None]
+        ungradable = sum(r.score is None for r in out)
+        return out, GradeReport(len(out), timeouts, ungradable, time.monotonic() - t0)
+
+    def score(self, rollout: RolloutBatch) -> ScoredBatch:
+        """Grade every sample with its prompt's verifier and reference; per-prompt GroupStats."""
+        by_id = {p.prompt_id: p for p in rollout.prompts}
+        missing = {s.prompt_id for s in rollout.samples} - by_id.keys()
+        if missing:
+            raise ValueError(f"samples refer to prompts not in the batch: {sorted(missing)[:5]}")
+        requests = [(by_id[s.prompt_id].verifier, s.response_text, by_id[s.prompt_id].reference)
+                    for s in rollout.samples]
+        results, report = self.grade(requests)
+        return ScoredBatch(rollout=rollout, results=tuple(results), groups=group_stats(rollout.samples, results),
+                           policy_version=rollout.policy_version, grade_seconds=report.seconds,
+                           timeout_count=report.num_timeouts)
+
+    def close(self) -> None:
+        """Stop the workers (politely, then SIGKILL). The service is unusable afterwards."""
+        for w in self._workers:
+            try:
+                w.conn.send(None)
+            except (OSError, ValueError):
+                pass
+        for w in self._workers:
+            w.proc.join(timeout=2.0)
+            w.kill()
+        self._workers = []
+
+    def __enter__(self) -> "RewardService":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ event loop parts
+
+    def _dispatch(self, pending: collections.deque, requests: list) -> None:
+        """Hand a chunk of pending answers to every ready, idle worker."""
+        idle = [w for w in self._workers if w.ready and not w.inflight]
+        if not idle or not pending:
+            return
+        chunk = max(1, min(MAX_CHUNK, math.ceil(len(pending) / (2 * len(self._workers)))))
+        for w in idle:
+            idx = [pending.popleft() for _ in range(min(chunk, len(pending)))]
+            if not idx:
+                return
+            w.inflight.extend(idx)
+            w.started = time.monotonic()
+            try:
+                w.conn.send([(i, *requests[i]) for i in idx])
+            except (OSError, ValueError):  # died while idle: its chunk goes back, it is replaced
+                pending.extendleft(reversed(idx))
+                w.inflight.clear()
+                self._replace(w)
+
+    def _collect(self, results: list, pending: collections.deque) -> None:
+        """Wait until a message arrives or the earliest per-answer deadline passes; store results."""
+        now = time.monotonic()
+        busy = [w.started + self.timeout_s - now for w in self._workers if w.inflight]
+        wait_s = max(0.0, min(busy)) if busy else STARTUP_TIMEOUT_S
+        ready = set(wait([w.conn for w in self._workers], timeout=wait_s))
+        if not ready and not busy:
+            raise RuntimeError(f"no grading worker became ready within {STARTUP_TIMEOUT_S:.0f}s")
+        for w in [w for w in self._workers if w.conn in ready]:
+            try:
+                while w.conn.poll():
+                    self._on_message(w, w.conn.recv(), results)
+            except (EOFError, OSError):
+                self._on_crash(w, results, pending)
+
+    def _on_message(self, w: _Worker, msg, results: list) -> None:
+        kind, payload = msg
+        if kind == "ready":
+            w.ready = True
+        elif kind == "error":
+            self.close()
+            raise RuntimeError(f"grading worker failed to start: {payload}")
+        else:  # ("result", (index, VerifyResult)): answers come back in the order they were sent
+            index, result = payload
+            if w.inflight and w.inflight[0] == index:
+                w.inflight.popleft()
+            results[index] = result
+            w.started = time.monotonic()
+
+    def _on_crash(self, w: _Worker, results: list, pending: collections.deque) -> None:
+        if not w.ready:
+            self.close()
+            raise RuntimeError(f"grading worker died while starting (exit code {w.proc.exitcode})")
+        if w.inflight:
+            head = w.inflight.popleft()
+            results[head] = VerifyResult(None, None, f"grading worker crashed (exit code {w.proc.exitcode})")
+            pending.extendleft(reversed(w.inflight))
+            w.inflight.clear()
+        log.warning("grading worker pid %s crashed; replacing it", w.proc.pid)
+        self._replace(w)
+
+    def _reap_overdue(self, results: list, pending: collections.deque) -> int:
+        """Kill every worker whose current answer is past the deadline; re-queue the rest of its chunk."""
+        now, killed = time.monotonic(), 0
+        for w in list(self._workers):
+            if w.inflight and now - w.started > self.timeout_s:
+                head = w.inflight.popleft()
+                results[head] = VerifyResult(None, None, f"timeout after {self.timeout_s:g}s")
+                pending.extendleft(reversed(w.inflight))
+                w.inflight.clear()
+                log.warning("answer %d ran past %.3gs; killing grading worker pid %s", head, self.timeout_s,
+                            w.proc.pid)
+                self._replace(w)
+                killed += 1
+        return killed
+
+    def _replace(self, w: _Worker) -> None:
+        w.kill()
+        self._workers[self._workers.index(w)] = _Worker(self._ctx, self.verifier_paths)
+        self.num_replaced += 1
+
+
+# ---------------------------------------------------------------- inside a worker process
+
+def _harden_worker() -> None:
+    """Ctrl-C is the parent's business; die with the parent (Linux); cap the address space."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard == resource.RLIM_INFINITY or hard > WORKER_ADDRESS_SPACE_BYTES:
+        resource.setrlimit(resource.RLIMIT_AS, (WORKER_ADDRESS_SPACE_BYTES, hard))
+
+
+def _grade_one(name: str, response: str, reference: str) -> VerifyResult:
+    try:
+        fn = get_verifier(name)
+    except (KeyError, ImportError, ValueError, TypeError, AttributeError) as exc:
+        return VerifyResult(None, None, f"verifier {name!r} unavailable: {exc}")
+    return safe_verify(fn, response, reference)
+
+
+def _worker_main(conn, verifier_paths: tuple[str, ...]) -> None:
+    """Load the verifiers, say "ready", then grade chunks until told to stop (None) or orphaned (EOF).
+    Each answer's result is sent as soon as it is known: the parent times answers, not chunks."""
+    _harden_worker()
+    try:
+        for path in verifier_paths:
+            load_path(path)
+        safe_verify(get_verifier("math"), "\\boxed{\\frac{1}{2}}", "0.5")  # compiles math-verify's regexes
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", None))
+    while True:
+        try:
+            chunk = conn.recv()
+        except (EOFError, OSError):
+            return
+        if chunk is None:
+            return
+        for index, name, response, reference in chunk:
+            conn.send(("result", (index, _grade_one(name, response, reference))))
+
+
+# ---------------------------------------------------------------- statistics
+
+def group_stats(samples: tuple[Sample, ...], results: list[VerifyResult]) -> tuple[GroupStats, ...]:
+    """One GroupStats per prompt id, in order of first appearance. Ungradable scores count as 0;
+    ``n_correct`` counts scores >= CORRECT_THRESHOLD; ``std`` is the population std."""
+    scores: dict[str, list[float]] = {}
+    for s, r in zip(samples, results, strict=True):
+        scores.setdefault(s.prompt_id, []).append(0.0 if r.score is None else float(r.score))
+    return tuple(GroupStats(prompt_id=pid, n=len(v), n_correct=sum(x >= CORRECT_THRESHOLD for x in v),
+                            mean=statistics.fmean(v), std=statistics.pstdev(v))
+                 for pid, v in scores.items())
