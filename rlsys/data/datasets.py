@@ -24,19 +24,20 @@ def load_rows(path: str) -> list[dict]:
     ``reference`` a string (integers are turned into strings, objects into JSON text);
     ``verifier`` a string or None (the stream's default then applies); ``difficulty`` an int or
     None; ``id`` a string, int or None (None -> ``"row{n}"``). Ids must be unique. Rows are
-    numbered from 1 (for JSONL the line number, blank lines counted).
+    numbered from 1: errors say ``line N`` for JSONL (blank lines counted) and ``row N`` for Parquet.
     """
     file = Path(path)
     if not file.is_file():
         raise DatasetError(f"{path}: file not found")
     if file.suffix == ".jsonl":
-        numbered = _read_jsonl(file)
+        numbered, unit = _read_jsonl(file), "line"
     elif file.suffix == ".parquet":
-        numbered = _read_parquet(file)
+        numbered, unit = _read_parquet(file), "row"
     else:
         raise DatasetError(f"{path}: unsupported file type {file.suffix!r}; use .jsonl or .parquet")
-    rows = [_validate_row(raw, str(file), number) for number, raw in numbered]
-    _check_unique_ids(rows, [n for n, _ in numbered], str(file))
+    places = [f"{file}: {unit} {number}" for number, _ in numbered]
+    rows = [_validate_row(raw, where, number) for (number, raw), where in zip(numbered, places)]
+    _check_unique_ids(rows, places)
     if not rows:
         raise DatasetError(f"{path}: no rows")
     return rows
@@ -68,8 +69,7 @@ def _read_parquet(file: Path) -> list[tuple[int, Any]]:
     return list(enumerate(table.to_pylist(), start=1))
 
 
-def _validate_row(raw: Any, file: str, number: int) -> dict:
-    where = f"{file}: row {number}"
+def _validate_row(raw: Any, where: str, number: int) -> dict:
     if not isinstance(raw, dict):
         raise DatasetError(f"{where}: expected a JSON object, got {type(raw).__name__}")
     for column in ("prompt", "reference"):
@@ -134,14 +134,14 @@ def _id(value: Any, number: int, where: str) -> str:
     return str(value)
 
 
-def _check_unique_ids(rows: list[dict], numbers: list[int], file: str) -> None:
+def _check_unique_ids(rows: list[dict], places: list[str]) -> None:
     # Samples are grouped by prompt id, so two rows with one id would be mixed up.
-    first: dict[str, int] = {}
-    for row, number in zip(rows, numbers):
+    first: dict[str, str] = {}
+    for row, where in zip(rows, places):
         if row["id"] in first:
-            raise DatasetError(f"{file}: row {number}: column 'id': duplicate id {row['id']!r} "
-                               f"(first at row {first[row['id']]})")
-        first[row["id"]] = number
+            raise DatasetError(f"{where}: column 'id': duplicate id {row['id']!r} "
+                               f"(first at {first[row['id']].rsplit(': ', 1)[1]})")
+        first[row["id"]] = where
 
 
 def write_rows(rows: list[dict], out_path: str) -> str:

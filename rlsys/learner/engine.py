@@ -106,7 +106,7 @@ class Learner:
         self.setup_seconds = time.perf_counter() - start
 
     def _load_lm(self) -> torch.nn.Module:
-        return AutoModelForCausalLM.from_pretrained(self.model_path, torch_dtype=DTYPES[self.dtype])
+        return AutoModelForCausalLM.from_pretrained(self.model_path, dtype=DTYPES[self.dtype])
 
     def _ds_config(self, train: bool) -> dict:
         stage = self.cfg.zero_stage
@@ -145,7 +145,8 @@ class Learner:
 
         ``shard`` is this rank's part of the batch (any split; mini-batches are formed globally by
         sample index). Its ``global_num_*`` fields are not used: each mini-batch's counts are
-        computed from all shards. Every rank returns the same LearnerStats.
+        computed from all shards. Scalars are global (the same on every rank); per-sample vectors
+        are this rank's.
         """
         start = time.perf_counter()
         shards = self._exchange_shard_info(shard)
@@ -234,7 +235,7 @@ class Learner:
                                      entropy_BT1, consts["coef"], self.loss_spec, mini.num_tokens,
                                      mini.num_seqs, ref_logp_BT=consts.get("ref_logp"), generator=generator)
             self.engine.backward(loss * self.world_size, scale_wrt_gas=False)
-            _add(totals, "loss", float(loss))
+            _add(totals, "loss", float(loss.detach()))
             for key in ADDITIVE_DIAGNOSTICS:
                 _add(totals, key, float(diag[key]))
             count = float(diag["cov_selected_count"])
@@ -290,22 +291,18 @@ class Learner:
 
     def _per_sample_stats(self, shard: TrainBatch, entropy_BT1: torch.Tensor, old_logp_BT1: torch.Tensor,
                           scalars: dict[str, float]) -> LearnerStats:
-        """Per-sample vectors of all ranks, ordered by sample index (the same on every rank)."""
+        """Global scalars plus this rank's per-sample vectors, in shard row order (LearnerGroup
+        concatenates the ranks'). A sample without response tokens reports entropy 0 and 0 tokens."""
         mask_BT1 = shard.loss_mask_BT > 0
-        rows = []
-        for b in range(shard.batch_size):
-            n = int(mask_BT1[b].sum())
-            ent = float(entropy_BT1[b][mask_BT1[b]].sum()) / n if n else 0.0
-            rows.append((int(shard.sample_index_B[b]), ent, n, tuple(old_logp_BT1[b][mask_BT1[b]].tolist())))
-        gathered: list = [None] * self.world_size
-        dist.all_gather_object(gathered, rows)
-        merged = sorted(r for part in gathered for r in part)
+        num_tokens_B = mask_BT1.sum(dim=1)
+        entropy_mean_B = (entropy_BT1 * mask_BT1).sum(dim=1) / num_tokens_B.clamp(min=1)
         return LearnerStats(
             policy_version=self.policy_version, scalars=scalars,
-            sample_index=tuple(r[0] for r in merged),
-            entropy_token_mean_per_sample=tuple(r[1] for r in merged),
-            num_tokens_per_sample=tuple(r[2] for r in merged),
-            old_logp_per_sample=tuple(r[3] for r in merged))
+            sample_index=tuple(int(i) for i in shard.sample_index_B.tolist()),
+            entropy_token_mean_per_sample=tuple(entropy_mean_B.tolist()),
+            num_tokens_per_sample=tuple(int(n) for n in num_tokens_B.tolist()),
+            old_logp_per_sample=tuple(tuple(old_logp_BT1[b][mask_BT1[b]].tolist())
+                                      for b in range(shard.batch_size)))
 
     # ------------------------------------------------------------------ weights and checkpoints
 

@@ -8,14 +8,11 @@ Must not import ray, vllm or deepspeed.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import math
 import os
 import random
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
@@ -23,10 +20,10 @@ from typing import Sequence
 import torch
 
 from rlsys.data.tasks import arithmetic_problem
+from rlsys.models import cached_build
 from rlsys.models.tokenizer import build_char_tokenizer
 
 MODEL_NAME = "tiny-arith-v1"
-MARKER = "rlsys_build.json"
 ARCH = dict(hidden_size=128, intermediate_size=384, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, max_position_embeddings=256)  # head_dim 32: vLLM CPU's smallest
 # Warm-start recipe. Level weights are over the arithmetic levels; the step count is what puts
@@ -39,30 +36,16 @@ def ensure_tiny_model(cache_dir: str, seed: int = 0) -> str:
     """Directory of the warm-started tiny model (config, safetensors, tokenizer, generation config).
 
     Cached at ``<cache_dir>/models/tiny-arith-v1`` (``tiny-arith-v1-seed{seed}`` for seed != 0);
-    rebuilt when missing, incomplete or built by another recipe. Built in a temporary directory
-    and renamed into place under a file lock, so concurrent callers see a complete model or none.
+    rebuilt when missing, incomplete or built by another recipe (see ``cached_build``).
     """
     name = MODEL_NAME if seed == 0 else f"{MODEL_NAME}-seed{seed}"
-    final = Path(cache_dir) / "models" / name
-    if _is_complete(final, seed):
-        return str(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(final.parent / f".{name}.lock"):
-        if _is_complete(final, seed):  # another process built it while we waited
-            return str(final)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=final.parent))
-        try:
-            build_tiny_model(str(tmp), seed)
-            if final.exists():
-                shutil.rmtree(final)
-            os.rename(tmp, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return str(final)
+    expected = {"name": MODEL_NAME, "seed": seed, "recipe_hash": recipe_hash()}
+    return cached_build(str(Path(cache_dir) / "models" / name), expected,
+                        lambda out_dir: build_tiny_model(out_dir, seed))
 
 
 def build_tiny_model(out_dir: str, seed: int = 0) -> dict:
-    """Build, warm-start and save the model into ``out_dir``; returns the marker (with build seconds)."""
+    """Build, warm-start and save the model into ``out_dir``; returns build info (seconds, final loss)."""
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
     start = time.time()
@@ -74,17 +57,13 @@ def build_tiny_model(out_dir: str, seed: int = 0) -> dict:
     with _threads(2):
         torch.manual_seed(seed)
         model = Qwen2ForCausalLM(config)
-        warm_start(model, tokenizer, seed)
+        losses = warm_start(model, tokenizer, seed)
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                      pad_token_id=tokenizer.pad_token_id, do_sample=True, temperature=1.0,
                      max_new_tokens=MAX_ANSWER_TOKENS).save_pretrained(out_dir)
-    marker = {"name": MODEL_NAME, "seed": seed, "recipe_hash": _recipe_hash(),
-              "build_seconds": round(time.time() - start, 1)}
-    # Written last: its presence is what marks the directory complete.
-    Path(out_dir, MARKER).write_text(json.dumps(marker, indent=1))
-    return marker
+    return {"build_seconds": round(time.time() - start, 1), "final_loss": round(sum(losses[-20:]) / 20, 4)}
 
 
 def warm_start(model: torch.nn.Module, tokenizer, seed: int) -> list[float]:
@@ -176,32 +155,9 @@ def accuracy_by_difficulty(model, tokenizer, rows: Sequence[dict], temperature: 
     return {d: sum(v) / len(v) for d, v in sorted(hits.items())}
 
 
-def _is_complete(path: Path, seed: int) -> bool:
-    marker = path / MARKER
-    if not marker.is_file():
-        return False
-    try:
-        info = json.loads(marker.read_text())
-    except (OSError, ValueError):
-        return False
-    files = ("config.json", "model.safetensors", "tokenizer.json", "generation_config.json")
-    return (info.get("recipe_hash") == _recipe_hash() and info.get("seed") == seed
-            and all((path / f).is_file() for f in files))
-
-
-def _recipe_hash() -> str:
-    text = json.dumps({"name": MODEL_NAME, "arch": ARCH, "recipe": RECIPE}, sort_keys=True, default=str)
+def recipe_hash() -> str:
+    text = json.dumps({"arch": ARCH, "recipe": RECIPE}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path):
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager

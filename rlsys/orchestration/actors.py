@@ -141,6 +141,19 @@ class LearnerGroup:
         return self.policy_version, {"sync/gather_seconds": gathered - start,
                                      "sync/load_seconds": time.perf_counter() - gathered}
 
+    def align_rollout(self, rollout_group: RolloutGroup) -> int:
+        """Make the engines serve this learner's weights before the first step (fresh engines, a resumed
+        learner, or engines reused from an earlier run). Versions only move forward."""
+        versions = rollout_group.policy_versions()
+        if set(versions) == {self.policy_version}:
+            return self.policy_version
+        self.set_policy_version(max(max(versions) + 1, self.policy_version))
+        return self.push_weights(rollout_group)[0]
+
+    def set_policy_version(self, version: int) -> None:
+        ray.get([r.set_policy_version.remote(version) for r in self.ranks])
+        self.policy_version = version
+
     def full_state_dict_ref(self) -> "ray.ObjectRef":
         """Safetensors bytes of the full weights, left in the object store (rank 0's result)."""
         refs = [r.full_state_dict_bytes.remote() for r in self.ranks]
@@ -152,8 +165,7 @@ class LearnerGroup:
 
     def load_checkpoint(self, path: str, policy_version: int) -> None:
         ray.get([r.load_checkpoint.remote(path) for r in self.ranks])
-        self.policy_version = policy_version
-        ray.get([r.set_policy_version.remote(policy_version) for r in self.ranks])
+        self.set_policy_version(policy_version)
 
     def shutdown(self) -> None:
         for r in self.ranks:

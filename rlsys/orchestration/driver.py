@@ -93,7 +93,7 @@ def run_loop(cfg: Config, w: Workers, stream, eval_prompts) -> dict:
                              (cfg.algo.dynamic_sampling, cfg.algo.dynamic_sampling_max_rounds))
     replay = ReplayStage(*replay_sizes(cfg), seed=cfg.trainer.seed)
     use_rollout_logp = cfg.learner.old_logprob_source == "rollout"
-    version = w.learner.policy_version
+    version = w.learner.align_rollout(w.rollout)
     before = evaluate(w, eval_prompts, cfg, version)
     logger.log_eval(0, before)
     for step in range(cfg.trainer.total_steps):

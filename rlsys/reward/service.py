@@ -30,7 +30,9 @@ MAX_CHUNK = 16  # answers per message to a worker: few messages, yet a kill re-q
 STARTUP_TIMEOUT_S = 180.0  # a worker that is not ready by then is a configuration problem
 WORKER_ADDRESS_SPACE_BYTES = 6 << 30  # a 10^(10^10) turns into MemoryError (-> None), not a dead node
 # Imported once in the forkserver, so a replacement worker starts in milliseconds, not seconds.
-_PRELOAD = ["rlsys.reward.service", "rlsys.reward.math_verifier", "rlsys.reward.simple_verifiers",
+# "__main__" too: otherwise every worker re-imports the caller's main module (in a Ray actor that
+# is ray's default_worker.py, i.e. all of ray); as with 'spawn', that module needs a __main__ guard.
+_PRELOAD = ["__main__", "rlsys.reward.service", "rlsys.reward.math_verifier", "rlsys.reward.simple_verifiers",
             "math_verify", "sympy"]
 
 
@@ -85,6 +87,7 @@ class RewardService:
         self._ctx = _context()
         self._workers = [_Worker(self._ctx, self.verifier_paths) for _ in range(num_workers)]
         self.num_replaced = 0  # workers killed and restarted so far (timeouts and crashes)
+        self._wait_ready()  # a bad verifier path fails here, at start-up, not at the first batch
 
     # ------------------------------------------------------------ public API
 
@@ -115,6 +118,10 @@ class RewardService:
                            policy_version=rollout.policy_version, grade_seconds=report.seconds,
                            timeout_count=report.num_timeouts)
 
+    def worker_pids(self) -> list[int]:
+        """Process ids of the current workers (a killed worker's replacement has a new one)."""
+        return [w.proc.pid for w in self._workers]
+
     def close(self) -> None:
         """Stop the workers (politely, then SIGKILL). The service is unusable afterwards."""
         for w in self._workers:
@@ -134,6 +141,14 @@ class RewardService:
         self.close()
 
     # ------------------------------------------------------------ event loop parts
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not all(w.ready for w in self._workers):
+            if time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError(f"grading workers not ready within {STARTUP_TIMEOUT_S:.0f}s")
+            self._collect([], collections.deque())
 
     def _dispatch(self, pending: collections.deque, requests: list) -> None:
         """Hand a chunk of pending answers to every ready, idle worker."""

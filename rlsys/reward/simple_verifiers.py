@@ -204,7 +204,7 @@ def extract_expression(response: str) -> str | None:
     for latex, op in _LATEX_OPS:
         found = found.replace(latex, op)
     found = found.replace("$", "").replace("{", "(").replace("}", ")").strip().rstrip(".")
-    sides = [s for s in found.split("=") if s.strip()]
+    sides = [s.strip() for s in found.split("=") if s.strip()]
     with_op = [s for s in sides if re.search(r"[-+*/]", s)]
     return (with_op or sides or [None])[0]
 

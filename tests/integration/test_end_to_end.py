@@ -44,9 +44,13 @@ def test_two_real_steps(stack, tmp_path, zero_stage):
     learner = LearnerGroup(cfg.learner, stack.model_path, loss_spec(cfg), cfg.model.dtype)
     w = Workers(rollout=stack.rollout, reward=stack.reward, learner=learner, controller=ControllerClient(cfg))
     try:
+        # Engines are shared by the tests of the session; a new learner first makes them serve its
+        # weights (version start), then each of the 2 steps adds one version on every worker.
+        served = stack.rollout.policy_versions()[0]
+        start = 0 if served == 0 else served + 1
         summary = run_loop(cfg, w, stream, eval_prompts)
-        assert summary["policy_version"] == 2
-        assert stack.rollout.policy_versions() == [2, 2]
+        assert summary["policy_version"] == start + 2
+        assert stack.rollout.policy_versions() == [start + 2, start + 2]
 
         # The served weights are the learner's: vLLM's log-probs of fixed sequences match the
         # learner's weights evaluated with transformers, on every rollout worker.

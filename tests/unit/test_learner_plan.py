@@ -43,3 +43,14 @@ def test_pass_plan_and_empty_shard():
     # more mini-batches than samples: the extra ones are empty (0 tokens) and get skipped by the learner
     minis = plan_update(shards, 0, num_mini_batches=4, micro_batch_size=2, chunk_tokens=4)
     assert [m.num_tokens for m in minis] == [5, 5, 5, 0]
+
+
+def test_learner_package_is_import_light():
+    """rlsys.learner, its forward and its plan import without deepspeed, ray or vllm."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nimport rlsys.learner, rlsys.learner.forward, rlsys.learner.plan\n"
+            "bad = [m for m in ('deepspeed', 'ray', 'vllm') if m in sys.modules]\nassert not bad, bad\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
