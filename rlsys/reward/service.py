@@ -29,10 +29,11 @@ CORRECT_THRESHOLD = 0.5  # n_correct counts score >= 0.5 (same rule as rlsys.met
 MAX_CHUNK = 16  # answers per message to a worker: few messages, yet a kill re-queues little
 STARTUP_TIMEOUT_S = 180.0  # a worker that is not ready by then is a configuration problem
 WORKER_ADDRESS_SPACE_BYTES = 6 << 30  # a 10^(10^10) turns into MemoryError (-> None), not a dead node
-# Imported once in the forkserver, so a replacement worker starts in milliseconds, not seconds.
-# "__main__" too: otherwise every worker re-imports the caller's main module (in a Ray actor that
-# is ray's default_worker.py, i.e. all of ray); as with 'spawn', that module needs a __main__ guard.
-_PRELOAD = ["__main__", "rlsys.reward.service", "rlsys.reward.math_verifier", "rlsys.reward.simple_verifiers",
+# Imported once in the forkserver, so a replacement worker starts in about a second, not several.
+# Each worker still re-imports the caller's main *script* as with 'spawn' (so it needs a __main__
+# guard; in a Ray actor that is ray's default_worker.py, ~1 s): CPython 3.11's forkserver ignores
+# "__main__" in the preload list.
+_PRELOAD = ["rlsys.reward.service", "rlsys.reward.math_verifier", "rlsys.reward.simple_verifiers",
             "math_verify", "sympy"]
 
 
