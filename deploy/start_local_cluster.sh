@@ -12,4 +12,4 @@ export DS_ACCELERATOR="${DS_ACCELERATOR:-cpu}" VLLM_CPU_KVCACHE_SPACE="${VLLM_CP
     --dashboard-port 8265 --disable-usage-stats
 echo
 echo "export RAY_ADDRESS=http://127.0.0.1:8265"
-echo "export RAY_AUTH_TOKEN=\$($RAY get-auth-token)"
+echo "export RAY_AUTH_MODE=token RAY_AUTH_TOKEN=\$($RAY get-auth-token)"

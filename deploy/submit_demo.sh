@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RAY_ADDRESS="${RAY_ADDRESS:-http://127.0.0.1:8265}"
+export RAY_AUTH_MODE=token
 export RAY_AUTH_TOKEN="${RAY_AUTH_TOKEN:-$(.venv/bin/ray get-auth-token)}"
 exec .venv/bin/ray job submit --working-dir . -- \
     rlsys train configs/demo.yaml model.cache_dir="$HOME/.cache/rlsys" "$@"

@@ -12,9 +12,10 @@ from typing import Callable, Sequence
 
 ARITHMETIC_LEVELS = {
     1: "a+b, one-digit operands",
-    2: "a+b or a-b, two-digit operands, result >= 0",
-    3: "a+b+c or a+b-c with two-digit operands (result >= 0), or one-digit * two-digit",
-    4: "two-digit * two-digit, or (a+b)*c with two-digit a, b and one-digit c",
+    2: "a+b, a two-digit and b one-digit",
+    3: "a+b or a-b, two-digit operands, result >= 0",
+    4: "a+b+c or a+b-c with two-digit operands (result >= 0), or one-digit * two-digit",
+    5: "two-digit * two-digit, or (a+b)*c with two-digit a, b and one-digit c",
 }
 COUNTDOWN_LEVELS = {d: f"{d + 2} source numbers" for d in (1, 2, 3, 4)}
 
@@ -57,12 +58,15 @@ def arithmetic_problem(level: int, rng: random.Random) -> tuple[str, int]:
         a, b = rng.randint(0, 9), rng.randint(0, 9)
         return f"{a}+{b}", a + b
     if level == 2:
+        a, b = two(), rng.randint(0, 9)
+        return f"{a}+{b}", a + b
+    if level == 3:
         a, b = two(), two()
         if rng.random() < 0.5:
             return f"{a}+{b}", a + b
         a, b = max(a, b), min(a, b)
         return f"{a}-{b}", a - b
-    if level == 3:
+    if level == 4:
         if rng.random() < 0.5:
             a, b = rng.randint(2, 9), two()
             return f"{a}*{b}", a * b
@@ -71,7 +75,7 @@ def arithmetic_problem(level: int, rng: random.Random) -> tuple[str, int]:
             return f"{a}+{b}+{c}", a + b + c
         c = min(c, a + b)  # keeps the answer >= 0
         return f"{a}+{b}-{c}", a + b - c
-    if level == 4:
+    if level == 5:
         if rng.random() < 0.5:
             a, b = two(), two()
             return f"{a}*{b}", a * b

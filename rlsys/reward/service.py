@@ -12,6 +12,7 @@ import ctypes
 import logging
 import math
 import multiprocessing as mp
+import pickle
 import resource
 import signal
 import statistics
@@ -28,7 +29,9 @@ log = logging.getLogger(__name__)
 CORRECT_THRESHOLD = 0.5  # n_correct counts score >= 0.5 (same rule as rlsys.metrics.compute)
 MAX_CHUNK = 16  # answers per message to a worker: few messages, yet a kill re-queues little
 STARTUP_TIMEOUT_S = 180.0  # a worker that is not ready by then is a configuration problem
-WORKER_ADDRESS_SPACE_BYTES = 6 << 30  # a 10^(10^10) turns into MemoryError (-> None), not a dead node
+# Address space a worker may add to what it has mapped at start (torch and sympy are imported by
+# then): a 10^(10^10) becomes a MemoryError (-> None) instead of a node out of memory.
+WORKER_MEMORY_HEADROOM_BYTES = 4 << 30
 # Imported once in the forkserver, so a replacement worker starts in about a second, not several.
 # Each worker still re-imports the caller's main *script* as with 'spawn' (so it needs a __main__
 # guard; in a Ray actor that is ray's default_worker.py, ~1 s): CPython 3.11's forkserver ignores
@@ -48,9 +51,9 @@ class GradeReport:
 class _Worker:
     """Parent-side handle: the process, its pipe, and the indices it holds in arrival order."""
 
-    def __init__(self, ctx, verifier_paths: tuple[str, ...]):
+    def __init__(self, ctx, verifier_paths: tuple[str, ...], timeout_s: float):
         self.conn, child_conn = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=_worker_main, args=(child_conn, verifier_paths),
+        self.proc = ctx.Process(target=_worker_main, args=(child_conn, verifier_paths, timeout_s),
                                 daemon=True, name="rlsys-grader")
         self.proc.start()
         child_conn.close()  # so that recv() sees EOF when the worker dies
@@ -78,6 +81,7 @@ class RewardService:
 
     Never raises on model output: a verifier exception, a crash or a timeout gives ``score=None``
     with a reason. Raises RuntimeError only for configuration problems (a bad verifier path).
+    Not thread-safe: one ``grade``/``score`` at a time (a Ray actor runs one call at a time).
     """
 
     def __init__(self, num_workers: int, timeout_s: float, verifier_paths: tuple[str, ...] = ()):
@@ -86,7 +90,7 @@ class RewardService:
         self.timeout_s = float(timeout_s)
         self.verifier_paths = tuple(verifier_paths)
         self._ctx = _context()
-        self._workers = [_Worker(self._ctx, self.verifier_paths) for _ in range(num_workers)]
+        self._workers = [self._new_worker() for _ in range(num_workers)]
         self.num_replaced = 0  # workers killed and restarted so far (timeouts and crashes)
         self._wait_ready()  # a bad verifier path fails here, at start-up, not at the first batch
 
@@ -228,33 +232,55 @@ class RewardService:
 
     def _replace(self, w: _Worker) -> None:
         w.kill()
-        self._workers[self._workers.index(w)] = _Worker(self._ctx, self.verifier_paths)
+        self._workers[self._workers.index(w)] = self._new_worker()
         self.num_replaced += 1
+
+    def _new_worker(self) -> _Worker:
+        return _Worker(self._ctx, self.verifier_paths, self.timeout_s)
 
 
 # ---------------------------------------------------------------- inside a worker process
 
 def _harden_worker() -> None:
-    """Ctrl-C is the parent's business; die with the parent (Linux); cap the address space."""
+    """Ctrl-C is the parent's business; die with the forkserver (Linux); no core files; cap the
+    address space."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    try:
+        with open("/proc/self/status") as f:
+            mapped_kb = next(int(line.split()[1]) for line in f if line.startswith("VmSize:"))
+    except (OSError, StopIteration, ValueError):
+        return  # not Linux: no address-space cap, the wall-clock limit still holds
+    limit = mapped_kb * 1024 + WORKER_MEMORY_HEADROOM_BYTES
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    if hard == resource.RLIM_INFINITY or hard > WORKER_ADDRESS_SPACE_BYTES:
-        resource.setrlimit(resource.RLIMIT_AS, (WORKER_ADDRESS_SPACE_BYTES, hard))
+    if hard == resource.RLIM_INFINITY or hard > limit:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def _limit_cpu_for_next_answer(timeout_s: float) -> None:
+    """RLIMIT_CPU just past this answer's budget. The service kills a worker at timeout_s of wall
+    time, which comes first; this backstop is for an orphaned worker (service gone: the forkserver
+    keeps it alive) stuck in C code that holds the GIL, where nothing else could stop it."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    soft = int(usage.ru_utime + usage.ru_stime + timeout_s) + 2
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    if hard == resource.RLIM_INFINITY or soft <= hard:
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
 
 def _grade_one(name: str, response: str, reference: str) -> VerifyResult:
     try:
         fn = get_verifier(name)
     except (KeyError, ImportError, ValueError, TypeError, AttributeError) as exc:
-        return VerifyResult(None, None, f"verifier {name!r} unavailable: {exc}")
+        return VerifyResult(None, None, f"verifier unavailable: {exc.args[0] if exc.args else exc}")
     return safe_verify(fn, response, reference)
 
 
-def _worker_main(conn, verifier_paths: tuple[str, ...]) -> None:
+def _worker_main(conn, verifier_paths: tuple[str, ...], timeout_s: float) -> None:
     """Load the verifiers, say "ready", then grade chunks until told to stop (None) or orphaned (EOF).
     Each answer's result is sent as soon as it is known: the parent times answers, not chunks."""
     _harden_worker()
@@ -274,7 +300,12 @@ def _worker_main(conn, verifier_paths: tuple[str, ...]) -> None:
         if chunk is None:
             return
         for index, name, response, reference in chunk:
-            conn.send(("result", (index, _grade_one(name, response, reference))))
+            _limit_cpu_for_next_answer(timeout_s)
+            result = _grade_one(name, response, reference)
+            try:
+                conn.send(("result", (index, result)))
+            except (TypeError, AttributeError, ValueError, pickle.PicklingError) as exc:  # e.g. parsed=sympy obj
+                conn.send(("result", (index, VerifyResult(None, None, f"result not picklable: {exc}"))))
 
 
 # ---------------------------------------------------------------- statistics

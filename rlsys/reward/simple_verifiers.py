@@ -230,7 +230,8 @@ def verify_countdown(response: str, reference: str) -> VerifyResult:
     try:
         used = Counter(int(t) for kind, t in tokenize(expr[:MAX_EXPR_CHARS + 1]) if kind == "num")
         if used - numbers:
-            return VerifyResult(0.0, expr[:80], f"uses numbers not given (or too often): {sorted((used - numbers).elements())}")
+            extra = sorted((used - numbers).elements())
+            return VerifyResult(0.0, expr[:80], f"uses numbers not given (or too often): {extra}")
         if use_all and used != numbers:
             return VerifyResult(0.0, expr[:80], "does not use every number")
         value = evaluate_expression(expr)

@@ -61,8 +61,10 @@ def get_verifier(name: str) -> Verifier:
         return _REGISTRY[name]
     if ":" in name:
         return load_path(name)
-    hint = f"; it is off by default, enable it with reward.verifier_paths=['{_CODE_PATH}']" if name == "code" else ""
-    raise KeyError(f"unknown verifier {name!r} (registered: {sorted(n for n in _REGISTRY if ':' not in n)}){hint}")
+    hint = ""
+    if name == "code":
+        hint = f"; it is off by default, enable it with reward.verifier_paths=['{_CODE_PATH}']"
+    raise KeyError(f"unknown verifier {name!r} (registered: {registered_names()}){hint}")
 
 
 def registered_names() -> list[str]:

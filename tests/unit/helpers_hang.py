@@ -9,11 +9,11 @@ from rlsys.types import VerifyResult
 
 @register_verifier("test_hang")
 def hang_verifier(response: str, reference: str) -> VerifyResult:
-    """Sleeps forever on a response starting with "HANG" (sleeping, so the stuck worker does not eat
-    a CPU the other tests need); "CRASH" kills the process; "RAISE" raises; else exact comparison."""
+    """Sleeps for 60 s on a response starting with "HANG" (sleeping, so the stuck worker does not eat
+    a CPU the other tests need; bounded, so a worker orphaned by a killed test run goes away);
+    "CRASH" kills the process; "RAISE" raises; else exact comparison."""
     if response.startswith("HANG"):
-        while True:
-            time.sleep(0.05)
+        time.sleep(60.0)
     if response == "CRASH":
         os._exit(3)
     if response == "RAISE":

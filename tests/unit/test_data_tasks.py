@@ -32,9 +32,9 @@ def test_arithmetic_is_deterministic_and_seed_dependent():
 
 
 def test_arithmetic_rows_are_correct_and_round_robin():
-    rows = generate_task("arithmetic", 400, seed=0, difficulties=(1, 2, 3, 4))
-    assert [r["difficulty"] for r in rows[:6]] == [1, 2, 3, 4, 1, 2]
-    assert len({r["id"] for r in rows}) == 400
+    rows = generate_task("arithmetic", 500, seed=0, difficulties=(1, 2, 3, 4, 5))
+    assert [r["difficulty"] for r in rows[:7]] == [1, 2, 3, 4, 5, 1, 2]
+    assert len({r["id"] for r in rows}) == 500
     for r in rows:
         assert set(r) == {"id", "prompt", "reference", "verifier", "difficulty"}
         assert r["verifier"] == "arithmetic"
@@ -51,9 +51,12 @@ def test_arithmetic_levels_have_the_documented_shapes():
         expr, value = arithmetic_problem(1, rng)
         a, b = map(int, expr.split("+"))  # level 1: one-digit a+b, e.g. "8+8" -> 16
         assert a < 10 and b < 10 and value == a + b
+        expr, value = arithmetic_problem(2, rng)
+        a, b = map(int, expr.split("+"))  # level 2: two-digit + one-digit, e.g. "47+8" -> 55
+        assert 10 <= a <= 99 and b < 10 and value == a + b
     with pytest.raises(ValueError, match="unknown difficulty"):
         generate_task("arithmetic", 3, 0, (9,))
-    assert set(ARITHMETIC_LEVELS) == {1, 2, 3, 4}
+    assert set(ARITHMETIC_LEVELS) == {1, 2, 3, 4, 5}
 
 
 def test_unknown_task_is_a_key_error():
