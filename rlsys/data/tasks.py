@@ -37,10 +37,10 @@ def generate_task(name: str, n: int, seed: int, difficulties: Sequence[int] = (1
     return TASKS[name](n, seed, difficulties)
 
 
-def _row(name: str, seed: int, index: int, prompt: str, reference: str, verifier: str,
-         difficulty: int) -> dict:
-    return {"id": f"{name}-s{seed}-{index}", "prompt": prompt, "reference": reference,
-            "verifier": verifier, "difficulty": difficulty}
+def _with_ids(name: str, seed: int, items: list[tuple[str, str, int]], verifier: str) -> list[dict]:
+    """Rows from ``(prompt, reference, difficulty)`` items, with ids ``"{name}-s{seed}-{i}"``."""
+    return [{"id": f"{name}-s{seed}-{i}", "prompt": prompt, "reference": reference, "verifier": verifier,
+             "difficulty": difficulty} for i, (prompt, reference, difficulty) in enumerate(items)]
 
 
 def _check_levels(task: str, difficulties: tuple[int, ...], known: dict) -> None:
@@ -87,13 +87,12 @@ def arithmetic_problem(level: int, rng: random.Random) -> tuple[str, int]:
 def _arithmetic(n: int, seed: int, difficulties: tuple[int, ...]) -> list[dict]:
     _check_levels("arithmetic", difficulties, ARITHMETIC_LEVELS)
     rng = random.Random(f"arithmetic-{seed}")  # str seeds hash deterministically (not via hash())
-    rows = []
+    items = []
     for i in range(n):
         level = difficulties[i % len(difficulties)]
         expr, value = arithmetic_problem(level, rng)
-        # The tiny model reads "12+7=" and answers "19" then <eos>.
-        rows.append(_row("arithmetic", seed, i, f"{expr}=", str(value), "arithmetic", level))
-    return rows
+        items.append((f"{expr}=", str(value), level))  # the tiny model reads "12+7=", answers "19<eos>"
+    return _with_ids("arithmetic", seed, items, "arithmetic")
 
 
 # ---------------------------------------------------------------- reasoning-gym tasks
@@ -106,7 +105,7 @@ def _per_level(n: int, difficulties: tuple[int, ...]) -> dict[int, int]:
     return counts
 
 
-def _interleave(per_level: dict[int, list[dict]], difficulties: tuple[int, ...], n: int) -> list[dict]:
+def _interleave(per_level: dict[int, list], difficulties: tuple[int, ...], n: int) -> list:
     cursors = {d: iter(rows) for d, rows in per_level.items()}
     return [next(cursors[difficulties[i % len(difficulties)]]) for i in range(n)]
 
@@ -123,12 +122,10 @@ def _countdown(n: int, seed: int, difficulties: tuple[int, ...]) -> list[dict]:
         dataset = reasoning_gym.create_dataset("countdown", size=count, seed=seed * 1000 + level,
                                                min_numbers=level + 2, max_numbers=level + 2)
         per_level[level] = [
-            {"prompt": item["question"], "difficulty": level,
-             "reference": json.dumps({"numbers": item["metadata"]["numbers"],
-                                      "target": item["metadata"]["target"]})}
+            (item["question"], json.dumps({"numbers": item["metadata"]["numbers"],
+                                           "target": item["metadata"]["target"]}), level)
             for item in dataset]
-    return [_row("countdown", seed, i, r["prompt"], r["reference"], "countdown", r["difficulty"])
-            for i, r in enumerate(_interleave(per_level, difficulties, n))]
+    return _with_ids("countdown", seed, _interleave(per_level, difficulties, n), "countdown")
 
 
 def _gsm_symbolic(n: int, seed: int, difficulties: tuple[int, ...]) -> list[dict]:
@@ -139,8 +136,8 @@ def _gsm_symbolic(n: int, seed: int, difficulties: tuple[int, ...]) -> list[dict
     if n == 0:
         return []
     dataset = reasoning_gym.create_dataset("gsm_symbolic", size=n, seed=seed)
-    return [_row("gsm_symbolic", seed, i, item["question"], str(item["answer"]), "math", 1)
-            for i, item in enumerate(dataset)]
+    return _with_ids("gsm_symbolic", seed, [(item["question"], str(item["answer"]), 1) for item in dataset],
+                     "math")
 
 
 TASKS: dict[str, Callable[[int, int, tuple[int, ...]], list[dict]]] = {

@@ -43,7 +43,7 @@ def run_eval(target: str, datasets: list[str], k: int, temperature: float, overr
         for source in datasets:
             data_cfg = dataclasses.replace(cfg.data, source=source, num_eval=0, prompts_per_step=1)
             stream, _ = build_prompt_sources(data_cfg, model_path)
-            prompts = list(stream.all_prompts())
+            prompts = stream.all_prompts()
             scored = reward.score(rollout.generate(eval_requests(prompts, k, temperature), 0))
             report[source] = eval_metrics(scored, k, temperature) | difficulty_accuracy(scored)
     finally:

@@ -1,7 +1,7 @@
 """The optional ``code`` verifier: run a Python answer followed by the reference's test code in a
 throw-away sandbox; score 1 iff the program exits 0. Off by default because it executes model
 output: importing this module (``reward.verifier_paths=["rlsys.reward.code_sandbox:verify_code"]``)
-registers it. Must not import ray, vllm, deepspeed or torch.
+registers it. Must not import ray, vllm or deepspeed (torch comes in only through rlsys.types).
 
 Isolation is a guard against accidents, not a security boundary: a fresh ``python -I`` in a temp
 dir with a scrubbed environment, CPU / address-space / file-size rlimits, a wall-clock limit, its

@@ -3,7 +3,8 @@
 Extraction is ours (last complete ``\\boxed{}``, else the text after the last "answer is"/"Answer:",
 else the last math span or number near the end); equivalence is math-verify's ``parse``/``verify``
 with its signal-based timeouts switched off (they fail off the main thread): the grading service
-enforces the time limit by killing the worker. Must not import ray, vllm, deepspeed or torch.
+enforces the time limit by killing the worker. Must not import ray, vllm or deepspeed (torch comes
+in only through rlsys.types).
 """
 from __future__ import annotations
 

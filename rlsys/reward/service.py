@@ -2,7 +2,8 @@
 
 It owns batching, concurrency and the hard per-answer wall-clock limit: an answer that runs past
 ``timeout_s`` is ungradable, its worker is SIGKILLed and replaced, the rest of the batch goes on.
-Workers come from a 'forkserver' (else 'spawn') context, never a fork of the (threaded) caller.
+Workers come from a 'forkserver' (else 'spawn') context, never a fork of the (threaded) caller;
+a worker orphaned mid-answer (service killed) dies at its per-answer CPU limit or on pipe EOF.
 A plain class, wrapped as a Ray actor in rlsys/orchestration; must not import ray, vllm or deepspeed.
 """
 from __future__ import annotations

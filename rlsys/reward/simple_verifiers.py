@@ -1,7 +1,7 @@
 """Small verifiers: ``arithmetic`` (exact integer), ``exact_match``, ``multiple_choice`` (A-E) and
 ``countdown`` (an arithmetic expression over given numbers, read by a recursive-descent parser over
 integers, + - * / and parentheses with exact Fractions; nothing is ever eval'd).
-Must not import ray, vllm, deepspeed or torch.
+Must not import ray, vllm or deepspeed (torch comes in only through rlsys.types).
 """
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 A verifier is a pure function of two strings. It never raises on model output (``safe_verify``
 turns any exception into ``score=None``), never evaluates model output, and does no concurrency or
-time limiting of its own: the grading service owns both. Must not import ray, vllm, deepspeed or torch.
+time limiting of its own: the grading service owns both. Must not import ray, vllm or deepspeed
+(torch comes in only through rlsys.types).
 """
 from __future__ import annotations
 
