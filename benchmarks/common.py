@@ -10,7 +10,6 @@ import datetime
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -32,8 +31,11 @@ def machine_info() -> dict:
             "timestamp_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
-def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-    """Median wall-clock seconds of ``fn()`` over ``repeats`` calls, after ``warmup`` untimed calls."""
+def timings(fn: Callable[[], object], repeats: int, warmup: int = 1) -> list[float]:
+    """Wall-clock seconds of ``repeats`` calls of ``fn()``, after ``warmup`` untimed calls.
+
+    Ratios use the minimum: on a shared machine the fastest run is the least disturbed one.
+    """
     for _ in range(warmup):
         fn()
     times = []
@@ -41,7 +43,7 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> f
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
 
 
 def run_child(script: Path, args: list[str], timeout_s: float = 600.0) -> dict:
