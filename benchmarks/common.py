@@ -1,4 +1,4 @@
-"""Shared helpers for the benchmarks: machine info, a median timer, child processes, JSON and plots.
+"""Shared helpers for the benchmarks: machine info, a timer, child processes, JSON and plots.
 
 Every benchmark reports a ratio against a baseline measured in the same run, never an absolute
 target: absolute numbers depend on the machine and on what else runs on it. Benchmarks live outside
