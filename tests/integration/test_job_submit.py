@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import socket
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -37,14 +39,30 @@ def head(tmp_path):
                         "VLLM_CPU_KVCACHE_SPACE": "1", "RAY_ADDRESS": ""}
     env.pop("RAY_ADDRESS")
     gcs, dash = free_port(), free_port()
+    temp_dir = tempfile.mkdtemp(prefix="rlsys-ray-")  # short: Ray's unix socket paths are limited to 107 bytes
     run([str(BIN / "ray"), "get-auth-token", "--generate"], env)
     run([str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
          "--num-cpus", "4", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
-         "--disable-usage-stats", "--temp-dir", str(tmp_path / "ray")], env, timeout=180)
+         "--disable-usage-stats", "--temp-dir", temp_dir], env, timeout=180)
     try:
         yield env, f"http://127.0.0.1:{dash}"
     finally:
-        run([str(BIN / "ray"), "stop", "--force"], env | {"RAY_ADDRESS": f"127.0.0.1:{gcs}"}, check=False)
+        stop_cluster(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def stop_cluster(temp_dir: str) -> None:
+    """Stop only this test's cluster: `ray stop` would also kill the session's embedded cluster."""
+    import psutil
+
+    procs = [p for p in psutil.process_iter(["cmdline"]) if temp_dir in " ".join(p.info["cmdline"] or [])]
+    family = {c for p in procs for c in p.children(recursive=True)} | set(procs)
+    for p in family:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(list(family), timeout=30)
 
 
 def test_job_submit_with_token_auth(head, tmp_path):
