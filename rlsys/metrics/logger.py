@@ -35,23 +35,23 @@ class MetricsLogger:
         self.start = time.time()
 
     def log(self, step: int, metrics: dict) -> None:
-        clean = _finite(metrics)
-        self.file.write(json.dumps({"step": step, "kind": "train", "time": time.time() - self.start} | clean) + "\n")
-        self.file.flush()
-        for sink in self.sinks:
-            sink.write(step, clean)
+        clean = self._write(step, "train", metrics)
         if self.echo:
             print(step_line(step, clean), flush=True)
 
     def log_eval(self, step: int, metrics: dict) -> None:
-        clean = _finite(metrics)
-        self.file.write(json.dumps({"step": step, "kind": "eval", "time": time.time() - self.start} | clean) + "\n")
-        self.file.flush()
-        for sink in self.sinks:
-            sink.write(step, clean)
+        clean = self._write(step, "eval", metrics)
         if self.echo:
             parts = [f"{k.removeprefix('eval/')} {v:.3f}" for k, v in clean.items()]
             print(f"[eval @ step {step}] " + " | ".join(parts), flush=True)
+
+    def _write(self, step: int, kind: str, metrics: dict) -> dict[str, float]:
+        clean = _finite(metrics)
+        self.file.write(json.dumps({"step": step, "kind": kind, "time": time.time() - self.start} | clean) + "\n")
+        self.file.flush()
+        for sink in self.sinks:
+            sink.write(step, clean)
+        return clean
 
     def close(self) -> None:
         self.file.close()

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -79,7 +80,12 @@ def test_job_submit_with_token_auth(head, tmp_path):
         "RAY_AUTH_MODE": "token", "HOME": str(tmp_path / "home")}  # HOME hides ~/.ray/auth_token
     refused = run(submit, no_token, check=False, timeout=120)
     assert refused.returncode != 0
-    done = run(submit, env | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}, timeout=900)
+    for _ in range(12):  # the head's job agent can take a while to register on a loaded machine
+        done = run(submit, env | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}, timeout=900, check=False)
+        if "No available agent" not in done.stderr:
+            break
+        time.sleep(10)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "succeeded" in done.stdout.lower(), done.stdout[-3000:]
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["kind"] == "train"] == [0]
