@@ -44,6 +44,11 @@ def head(tmp_path):
     run([str(BIN / "ray"), "get-auth-token", "--generate"], env)
     run([str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
          "--num-cpus", "4", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
+         # Own ports throughout: the session's embedded cluster already holds Ray's default ones.
+         "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
+         "--metrics-export-port", str(free_port()), "--runtime-env-agent-port", str(free_port()),
+         "--ray-client-server-port", str(free_port()), "--node-manager-port", str(free_port()),
+         "--object-manager-port", str(free_port()),
          "--disable-usage-stats", "--temp-dir", temp_dir], env, timeout=180)
     try:
         yield env, f"http://127.0.0.1:{dash}"
