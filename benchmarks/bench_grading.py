@@ -75,36 +75,29 @@ def arithmetic_requests(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
     return out
 
 
-def _best_of(fn, repeats: int) -> float:
-    """Shortest of ``repeats`` timed calls (after one untimed call): the least disturbed by other load."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def in_process_rate(requests: list, repeats: int) -> float:
     """Answers/s calling the verifiers directly in this process (no workers, no IPC)."""
+    from common import timings
+
     from rlsys.reward.verifiers import get_verifier, safe_verify
 
     def run():
         for name, response, reference in requests:
             safe_verify(get_verifier(name), response, reference)
 
-    return len(requests) / _best_of(run, repeats)
+    return len(requests) / min(timings(run, repeats))
 
 
 def service_rate(requests: list, num_workers: int, repeats: int) -> dict:
     """Answers/s of RewardService.grade with ``num_workers``, its start-up time and score mix."""
+    from common import timings
+
     from rlsys.reward.service import RewardService
 
     start = time.perf_counter()
     with RewardService(num_workers, TIMEOUT_S) as service:
         startup_s = time.perf_counter() - start
-        seconds = _best_of(lambda: service.grade(requests), repeats)
+        seconds = min(timings(lambda: service.grade(requests), repeats))
         results, report = service.grade(requests)
     scores = [r.score for r in results]
     return {"answers_per_s": round(len(requests) / seconds, 1), "startup_s": round(startup_s, 2),

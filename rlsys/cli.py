@@ -19,7 +19,11 @@ def _train(args: argparse.Namespace) -> int:
         return 2
     from rlsys.orchestration.driver import train
 
-    summary = train(cfg)
+    try:
+        summary = train(cfg)
+    except ConfigError as e:  # found before any actor starts, e.g. a run dir that must not be reused
+        print(f"rlsys train: {e}", file=sys.stderr)
+        return 2
     before, after = summary["eval_before"], summary["eval_after"]
     print("[rlsys] held-out accuracy (pass@1) before -> after: "
           f"{before.get('eval/pass@1', float('nan')):.3f} -> {after.get('eval/pass@1', float('nan')):.3f}"
@@ -80,7 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # argparse gives a trailing nargs="*" positional only the words before the first option, so in
+    # `eval DIR --k 4 rollout.num_workers=1` the override comes back unparsed: it is an override still.
+    args, extra = parser.parse_known_args(argv)
+    if extra and (not hasattr(args, "overrides") or any(x.startswith("-") for x in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     return args.func(args)
 
 

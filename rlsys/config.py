@@ -140,7 +140,8 @@ class TrainerConfig:
     eval_every: int = 0  # steps between evaluations on the held-out split (0 = start and end only)
     eval_samples: int = 4  # k samples per eval prompt for pass@k
     eval_temperature: float = 1.0  # sampling temperature of evaluation
-    save_every: int = 0  # steps between checkpoints (0 = at the end only)
+    save_every: int = 0  # steps between checkpoints in run_dir/checkpoints (0 = after the last step only)
+    resume: str = "auto"  # auto: continue from run_dir's latest checkpoint if it has one; never: refuse to reuse it
     seed: int = 0
 
 
@@ -249,6 +250,8 @@ def _problems(c: Config) -> list[str]:
     p += _positive("trainer.total_steps", c.trainer.total_steps)
     p += _positive("trainer.eval_samples", c.trainer.eval_samples)
     p += _positive("trainer.eval_every", c.trainer.eval_every, allow_zero=True)
+    p += _positive("trainer.save_every", c.trainer.save_every, allow_zero=True)
+    p += _one_of("trainer.resume", c.trainer.resume, {"auto", "never"})
     p += _positive("cluster.num_cpus", c.cluster.num_cpus, allow_zero=True)
     if c.data.source.startswith("builtin:"):
         if c.data.source.split(":", 1)[1] not in BUILTIN_TASKS:

@@ -38,7 +38,9 @@ def is_correct(score: Optional[float]) -> bool:
 
 def reward_metrics(scored: ScoredBatch) -> dict[str, float]:
     """Regular-pass rewards (``scored.groups`` describe the regular pass; UEC-RL's exploration samples
-    are left out): reward/mean (ungradable = 0), reward/ungradable_frac, reward/accuracy_mean
+    are left out): reward/mean (ungradable = 0), reward/ungradable_rate (score None, timeouts included),
+    reward/verifier_timeout_rate (answers past the service's time limit, over all graded answers of both
+    passes), reward/grading_seconds, reward/accuracy_mean
     (sum n_correct / sum n over groups), reward/frac_all_wrong, reward/frac_all_right,
     reward/frac_degenerate_groups (reward std < ZERO_ADV_TOL, i.e. zero GRPO advantage), and
     reward/p_hist/<bucket> prompt counts."""
@@ -46,7 +48,10 @@ def reward_metrics(scored: ScoredBatch) -> dict[str, float]:
     regular = [r for s, r in zip(scored.rollout.samples, scored.results) if s.source == "regular"]
     if regular:
         out["reward/mean"] = float(np.mean([0.0 if r.score is None else r.score for r in regular]))
-        out["reward/ungradable_frac"] = sum(r.score is None for r in regular) / len(regular)
+        out["reward/ungradable_rate"] = sum(r.score is None for r in regular) / len(regular)
+    if scored.results:
+        out["reward/verifier_timeout_rate"] = scored.timeout_count / len(scored.results)
+    out["reward/grading_seconds"] = float(scored.grade_seconds)
     groups = [g for g in scored.groups if g.n > 0]
     if groups:
         out["reward/accuracy_mean"] = sum(g.n_correct for g in groups) / sum(g.n for g in groups)
@@ -171,6 +176,16 @@ def sampler_metrics(directives: ControlDirectives, explore: Optional[ScoredBatch
     if explore is not None and extra:
         hit = {s.prompt_id for s, r in zip(explore.rollout.samples, explore.results) if is_correct(r.score)}
         out["sampler/extra_hit_rate"] = sum(pid in hit for pid, _ in extra) / len(extra)
+    return out
+
+
+def filter_metrics(samples: Sequence, kept_B) -> dict[str, float]:
+    """filter/kept_{regular,explore}: samples of each pass the keep rules let into the loss;
+    filter/kept_samples, filter/total_samples over both passes."""
+    kept = kept_B.tolist()
+    out = {"filter/kept_samples": float(sum(kept)), "filter/total_samples": float(len(samples))}
+    for source in ("regular", "explore"):
+        out[f"filter/kept_{source}"] = float(sum(k for s, k in zip(samples, kept) if s.source == source))
     return out
 
 

@@ -9,16 +9,17 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from rlsys.algo.batch import AdvantageSpec, assemble
 from rlsys.algo.loss import LossSpec
 from rlsys.config import Config
 from rlsys.data.setup import build_prompt_sources
-from rlsys.metrics.compute import (advantage_metrics, coef_metrics, entropy_metrics, reward_metrics, rollout_metrics,
-                                   sampler_metrics)
+from rlsys.metrics.compute import (advantage_metrics, coef_metrics, entropy_metrics, filter_metrics, reward_metrics,
+                                   rollout_metrics, sampler_metrics)
 from rlsys.metrics.logger import MetricsLogger
 from rlsys.models.resolve import resolve_model, write_hf_model
-from rlsys.orchestration import cluster
+from rlsys.orchestration import checkpoint, cluster
 from rlsys.orchestration.actors import ControllerClient, LearnerGroup, RewardClient, RolloutGroup
 from rlsys.orchestration.ray_metrics import RayMetricsSink
 from rlsys.orchestration.sampling import RegularSampler, ReplayStage
@@ -70,6 +71,7 @@ def evaluate(w: Workers, prompts, cfg: Config, version: int) -> dict[str, float]
 def train(cfg: Config) -> dict:
     """Validate, start (or join) the cluster and the actors, run the loop; returns the run summary."""
     cfg.validate()
+    resume_from = checkpoint.check_resume_mode(cfg.trainer)  # before anything starts or is written
     run_dir = Path(cfg.trainer.run_dir)
     cfg.write(run_dir / "config.yaml")
     model_path = resolve_model(cfg.model, seed=cfg.trainer.seed)
@@ -78,13 +80,14 @@ def train(cfg: Config) -> dict:
     print(f"[rlsys] {where}; model {model_path}; algo {cfg.algo.name}; starting actors ...", flush=True)
     w = start_workers(cfg, model_path)
     try:
-        return run_loop(cfg, w, stream, eval_prompts)
+        return run_loop(cfg, w, stream, eval_prompts, resume_from)
     finally:
         w.shutdown()
 
 
-def run_loop(cfg: Config, w: Workers, stream, eval_prompts) -> dict:
-    """The training loop on running workers. Writes metrics.jsonl and summary.json to the run dir."""
+def run_loop(cfg: Config, w: Workers, stream, eval_prompts, resume_from: Optional[Path] = None) -> dict:
+    """The training loop on running workers, from scratch or from the checkpoint ``resume_from``.
+    Writes metrics.jsonl, checkpoints (trainer.save_every) and summary.json to the run dir."""
     run_dir = Path(cfg.trainer.run_dir)
     cfg.write(run_dir / "config.yaml")
     logger = MetricsLogger(run_dir / "metrics.jsonl", sinks=[RayMetricsSink()])
@@ -93,10 +96,13 @@ def run_loop(cfg: Config, w: Workers, stream, eval_prompts) -> dict:
                              (cfg.algo.dynamic_sampling, cfg.algo.dynamic_sampling_max_rounds))
     replay = ReplayStage(*replay_sizes(cfg), seed=cfg.trainer.seed)
     use_rollout_logp = cfg.learner.old_logprob_source == "rollout"
+    saver = checkpoint.Checkpointer(cfg.trainer, w, stream, memory, replay)
+    start = saver.restore(resume_from)
     version = w.learner.align_rollout(w.rollout)
-    before = evaluate(w, eval_prompts, cfg, version)
-    logger.log_eval(0, before)
-    for step in range(cfg.trainer.total_steps):
+    if not saver.eval_before:
+        saver.eval_before = evaluate(w, eval_prompts, cfg, version)
+        logger.log_eval(0, saver.eval_before)
+    for step in range(start, cfg.trainer.total_steps):
         t0 = time.perf_counter()
         prompts, scored, sampler_info = sampler.sample(version)
         directives = w.controller.observe(prompt_stats(scored, memory), version)
@@ -106,6 +112,7 @@ def run_loop(cfg: Config, w: Workers, stream, eval_prompts) -> dict:
         assembled = assemble(scored, directives, spec, use_rollout_logp)
         if assembled.batch.batch_size == 0:  # every sample filtered out: nothing to learn this step
             logger.log(step, {"filter/empty_batch": 1.0} | reward_metrics(scored))
+            saver.maybe_save(step + 1, version)
             continue
         stats = w.learner.train_step(assembled.batch)
         w.controller.record_learner_stats(stats)
@@ -122,12 +129,13 @@ def run_loop(cfg: Config, w: Workers, stream, eval_prompts) -> dict:
                    | sampler_metrics(directives, explore) | replay.metrics(admitted, replayed))
         if cfg.trainer.eval_every and (step + 1) % cfg.trainer.eval_every == 0 and step + 1 < cfg.trainer.total_steps:
             logger.log_eval(step + 1, evaluate(w, eval_prompts, cfg, version))
+        saver.maybe_save(step + 1, version)
     after = evaluate(w, eval_prompts, cfg, version)
     logger.log_eval(cfg.trainer.total_steps, after)
     logger.close()
     save_final_model(w, run_dir)
     summary = {"policy_version": version, "rollout_versions": w.rollout.policy_versions(),
-               "eval_before": before, "eval_after": after, "controller_state": w.controller.state_dict()}
+               "eval_before": saver.eval_before, "eval_after": after, "controller_state": w.controller.state_dict()}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     return summary
 
@@ -159,8 +167,9 @@ def step_metrics(scored, assembled, directives, stats) -> dict[str, float]:
     idx = list(stats.sample_index)
     rewards = scored.rewards
     return (reward_metrics(scored) | rollout_metrics(scored) | advantage_metrics(assembled.adv_B)
-            | coef_metrics(directives) | stats.scalars
+            | coef_metrics(directives) | stats.scalars | filter_metrics(samples, assembled.kept_B)
+            | {"entropy/bonus_term": -stats.scalars.get("learner/loss_entropy", 0.0)}
             | entropy_metrics(stats.entropy_token_mean_per_sample, stats.num_tokens_per_sample,
                               [p_by_prompt.get(samples[i].prompt_id, 0.0) for i in idx],
-                              [rewards[i] >= 0.5 for i in idx])
-            | {"filter/kept_samples": float(assembled.kept_B.sum()), "filter/total_samples": float(len(samples))})
+                              [rewards[i] >= 0.5 for i in idx], [samples[i].prompt_id for i in idx]))
+

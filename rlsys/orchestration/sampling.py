@@ -12,7 +12,7 @@ import torch
 from rlsys.algo.batch import Assembled, pad_samples
 from rlsys.algo.shaping import informative_groups, replay_admit_mask
 from rlsys.control.replay import ReplayBuffer
-from rlsys.orchestration.stages import regular_requests
+from rlsys.orchestration.stages import concat_scored, regular_requests
 from rlsys.types import ControlDirectives, LearnerStats, PromptBatch, ScoredBatch
 
 
@@ -23,17 +23,6 @@ def select_prompts(scored: ScoredBatch, keep_ids: set[str]) -> ScoredBatch:
                                   prompts=tuple(p for p in scored.rollout.prompts if p.prompt_id in keep_ids))
     return dataclasses.replace(scored, rollout=rollout, results=tuple(r for _, r in pairs),
                                groups=tuple(g for g in scored.groups if g.prompt_id in keep_ids))
-
-
-def concat_scored(a: Optional[ScoredBatch], b: ScoredBatch) -> ScoredBatch:
-    if a is None:
-        return b
-    rollout = dataclasses.replace(a.rollout, prompts=a.rollout.prompts + b.rollout.prompts,
-                                  samples=a.rollout.samples + b.rollout.samples,
-                                  generate_seconds=a.rollout.generate_seconds + b.rollout.generate_seconds)
-    return dataclasses.replace(a, rollout=rollout, results=a.results + b.results, groups=a.groups + b.groups,
-                               grade_seconds=a.grade_seconds + b.grade_seconds,
-                               timeout_count=a.timeout_count + b.timeout_count)
 
 
 class RegularSampler:
@@ -108,6 +97,13 @@ class ReplayStage:
         self.updates += 1
         self.last_staleness = sum(policy_version - s.policy_version for s, _, _ in rows) / len(rows)
         return learner.train_step(dataclasses.replace(batch, is_replay=True))
+
+    def state_dict(self) -> dict:
+        return {"buffer": self.buffer.state_dict(), "updates": self.updates, "last_staleness": self.last_staleness}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.buffer.load_state_dict(state["buffer"])
+        self.updates, self.last_staleness = int(state["updates"]), float(state["last_staleness"])
 
     def metrics(self, admitted: int, replayed: Optional[LearnerStats]) -> dict[str, float]:
         out = {"replay/buffer_size": float(len(self.buffer)), "replay/admitted": float(admitted),

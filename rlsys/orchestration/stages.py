@@ -65,16 +65,25 @@ def prompt_stats(scored: ScoredBatch, memory: EntropyMemory) -> list[PromptStats
     return out
 
 
+def concat_scored(a: Optional[ScoredBatch], b: ScoredBatch) -> ScoredBatch:
+    """``a`` followed by ``b``: prompts, samples, results, groups, timings and timeout counts."""
+    if a is None:
+        return b
+    rollout = dataclasses.replace(a.rollout, prompts=a.rollout.prompts + b.rollout.prompts,
+                                  samples=a.rollout.samples + b.rollout.samples,
+                                  generate_seconds=a.rollout.generate_seconds + b.rollout.generate_seconds)
+    return dataclasses.replace(a, rollout=rollout, results=a.results + b.results, groups=a.groups + b.groups,
+                               grade_seconds=a.grade_seconds + b.grade_seconds,
+                               timeout_count=a.timeout_count + b.timeout_count)
+
+
 def merge_scored(regular: ScoredBatch, extra: Optional[ScoredBatch]) -> ScoredBatch:
-    """Append the exploration pass; group statistics stay those of the regular pass."""
+    """Append the exploration pass's samples; prompts and group statistics stay those of the regular pass."""
     if extra is None or not extra.rollout.samples:
         return regular
-    rollout = dataclasses.replace(
-        regular.rollout, samples=regular.rollout.samples + extra.rollout.samples,
-        generate_seconds=regular.rollout.generate_seconds + extra.rollout.generate_seconds)
-    return dataclasses.replace(regular, rollout=rollout, results=regular.results + extra.results,
-                               grade_seconds=regular.grade_seconds + extra.grade_seconds,
-                               timeout_count=regular.timeout_count + extra.timeout_count)
+    both = concat_scored(regular, extra)
+    return dataclasses.replace(both, groups=regular.groups,
+                               rollout=dataclasses.replace(both.rollout, prompts=regular.rollout.prompts))
 
 
 def eval_metrics(scored: ScoredBatch, k: int, temperature: float) -> dict[str, float]:

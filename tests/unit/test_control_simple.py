@@ -4,18 +4,8 @@ import pytest
 from rlsys.config import EntropyControlConfig
 from rlsys.control import (AsymGRPOController, FixedController, NoneController, SkyworkController,
                            make_controller)
-from rlsys.types import LearnerStats, PromptStats
-
-
-def prompt_stats(n_correct_P, G=4):
-    return [PromptStats(prompt_id=f"q{i}", n_samples=G, n_correct=c, mean_reward=c / G, reward_std=0.0,
-                        mean_resp_len=3.0, trunc_frac=0.0, token_entropy_mean=None, policy_version=0)
-            for i, c in enumerate(n_correct_P)]
-
-
-def learner_stats(entropy):
-    return LearnerStats(policy_version=1, scalars={"entropy/token_mean": entropy}, sample_index=(),
-                        entropy_token_mean_per_sample=(), num_tokens_per_sample=())
+from rlsys.types import LearnerStats
+from tests.unit.control_helpers import learner_stats, prompt_stats
 
 
 @pytest.mark.parametrize("cls", [NoneController, AsymGRPOController])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlsys.metrics import (advantage_metrics, coef_metrics, entropy_metrics, is_correct, mean_pass_at_k,
+from rlsys.metrics import (advantage_metrics, coef_metrics, entropy_metrics, filter_metrics, is_correct, mean_pass_at_k,
                            p_bucket, pass_at_k, reward_metrics, rollout_metrics, sampler_metrics,
                            truncation_metrics)
 from rlsys.types import (ControlDirectives, GroupStats, Prompt, RolloutBatch, Sample, ScoredBatch,
@@ -52,7 +52,12 @@ def test_reward_metrics_hand_worked():
     m = reward_metrics(merged)  # the two exploration samples (both correct) are not counted
     assert m["reward/mean"] == pytest.approx(5 / 12)
     assert m["reward/accuracy_mean"] == pytest.approx(5 / 12)
-    assert m["reward/ungradable_frac"] == pytest.approx(1 / 12)
+    assert m["reward/ungradable_rate"] == pytest.approx(1 / 12)
+    assert m["reward/verifier_timeout_rate"] == 0.0
+    # the timeout rate is over every graded answer, both passes: 1 timeout / (12 + 2) answers
+    timed = reward_metrics(dataclasses.replace(merged, timeout_count=1, grade_seconds=0.5))
+    assert timed["reward/verifier_timeout_rate"] == pytest.approx(1 / 14)
+    assert timed["reward/grading_seconds"] == 0.5
     assert m["reward/frac_all_wrong"] == pytest.approx(1 / 3)
     assert m["reward/frac_all_right"] == pytest.approx(1 / 3)
     assert m["reward/frac_degenerate_groups"] == pytest.approx(2 / 3)  # q1 and q2
@@ -166,3 +171,12 @@ def test_pass_at_k_hand_worked():
         pass_at_k(4, 5, 1)
     with pytest.raises(ValueError):
         pass_at_k(4, 1, 5)
+
+
+def test_filter_metrics_split_by_pass():
+    # 3 regular samples (2 kept) and 2 exploration samples (1 kept)
+    samples = [sample("q0", 2), sample("q0", 2), sample("q1", 2), sample("q1", 2, source="explore"),
+               sample("q1", 2, source="explore")]
+    m = filter_metrics(samples, torch.tensor([True, False, True, True, False]))
+    assert m == {"filter/kept_samples": 3.0, "filter/total_samples": 5.0, "filter/kept_regular": 2.0,
+                 "filter/kept_explore": 1.0}

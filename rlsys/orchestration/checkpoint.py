@@ -1,0 +1,119 @@
+"""Run checkpoints: everything needed to continue a run where it stopped.
+
+``<run_dir>/checkpoints/step_000010/`` holds ``learner/`` (the DeepSpeed checkpoint: weights and
+optimiser, each rank writes its own shard, so on several nodes run_dir must be a shared
+filesystem) and ``state.pkl`` (the driver-side state below). ``<run_dir>/checkpoints/latest`` is
+written last and names the newest complete checkpoint, so a crash mid-save leaves the previous one
+in force. Ray appears only through the typed group methods passed in.
+"""
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from rlsys.config import ConfigError, TrainerConfig
+
+STATE_FILE = "state.pkl"
+LATEST_FILE = "latest"
+
+
+@dataclass
+class RunState:
+    """Driver-side state at a step boundary (``step`` steps done, weights at ``policy_version``)."""
+
+    step: int
+    policy_version: int
+    controller: dict
+    stream: dict
+    entropy_memory: dict
+    replay: dict
+    eval_before: dict = field(default_factory=dict)
+
+
+def checkpoints_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def latest(run_dir: str | Path) -> Optional[Path]:
+    """The newest complete checkpoint of the run, or None when it has none."""
+    pointer = checkpoints_dir(run_dir) / LATEST_FILE
+    if not pointer.exists():
+        return None
+    path = checkpoints_dir(run_dir) / pointer.read_text().strip()
+    if not (path / STATE_FILE).exists():
+        raise FileNotFoundError(f"{pointer} names {path.name}, which has no {STATE_FILE}: the checkpoint "
+                                f"directory was changed by hand; point {LATEST_FILE} at a complete step_* dir")
+    return path
+
+
+def is_due(trainer: TrainerConfig, steps_done: int) -> bool:
+    """Save after every ``save_every`` steps and always after the last one."""
+    if steps_done >= trainer.total_steps:
+        return True
+    return trainer.save_every > 0 and steps_done % trainer.save_every == 0
+
+
+def check_resume_mode(trainer: TrainerConfig) -> Optional[Path]:
+    """The checkpoint to resume from (None: start fresh); refuses to start over a run's checkpoints
+    with ``trainer.resume=never``, so nothing already done is overwritten."""
+    found = latest(trainer.run_dir)
+    if found is not None and trainer.resume == "never":
+        raise ConfigError(f"trainer.run_dir={trainer.run_dir!r} already holds checkpoints (latest {found.name}) "
+                          f"and trainer.resume=never: pass trainer.resume=auto to continue that run, or "
+                          f"choose another trainer.run_dir")
+    return found
+
+
+def save(run_dir: str | Path, state: RunState, learner) -> Path:
+    """Write the learner's DeepSpeed checkpoint and ``state`` under ``step_{state.step:06d}``."""
+    path = checkpoints_dir(run_dir) / f"step_{state.step:06d}"
+    path.mkdir(parents=True, exist_ok=True)
+    learner.save_checkpoint(str((path / "learner").resolve()))
+    tmp = path / (STATE_FILE + ".tmp")
+    with open(tmp, "wb") as f:
+        pickle.dump(state, f)
+    tmp.replace(path / STATE_FILE)
+    pointer_tmp = checkpoints_dir(run_dir) / (LATEST_FILE + ".tmp")
+    pointer_tmp.write_text(path.name + "\n")
+    pointer_tmp.replace(checkpoints_dir(run_dir) / LATEST_FILE)
+    return path
+
+
+def load(path: Path, learner) -> RunState:
+    """Restore the learner's weights and optimiser from ``path``; returns the driver-side state."""
+    with open(path / STATE_FILE, "rb") as f:
+        state: RunState = pickle.load(f)
+    learner.load_checkpoint(str((path / "learner").resolve()), state.policy_version)
+    return state
+
+
+class Checkpointer:
+    """Saves and restores a running loop's state: the learner group, the controller actor, the
+    prompt stream, the per-prompt entropy memory and the replay stage."""
+
+    def __init__(self, trainer: TrainerConfig, workers, stream, memory, replay):
+        self.trainer, self.w, self.stream, self.memory, self.replay = trainer, workers, stream, memory, replay
+        self.eval_before: dict = {}
+
+    def restore(self, path: Optional[Path]) -> int:
+        """Load ``path`` into every component (no-op for None); returns the number of steps done."""
+        if path is None:
+            return 0
+        state = load(path, self.w.learner)
+        self.w.controller.load_state_dict(state.controller)
+        self.stream.load_state_dict(state.stream)
+        self.memory.by_prompt = dict(state.entropy_memory)
+        self.replay.load_state_dict(state.replay)
+        self.eval_before = state.eval_before
+        print(f"[rlsys] resumed from {path} (step {state.step}, policy version {state.policy_version})", flush=True)
+        return state.step
+
+    def maybe_save(self, steps_done: int, policy_version: int) -> Optional[Path]:
+        if not is_due(self.trainer, steps_done):
+            return None
+        state = RunState(step=steps_done, policy_version=policy_version, controller=self.w.controller.state_dict(),
+                         stream=self.stream.state_dict(), entropy_memory=dict(self.memory.by_prompt),
+                         replay=self.replay.state_dict(), eval_before=self.eval_before)
+        return save(self.trainer.run_dir, state, self.w.learner)
