@@ -20,8 +20,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Each demo gets its own run dir, so a second `make demo` trains again instead of resuming the first.
+DEMO_RUN_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
+
 demo: $(STAMP)
-	$(VENV)/bin/rlsys train configs/demo.yaml
+	$(VENV)/bin/rlsys train configs/demo.yaml trainer.run_dir=$(DEMO_RUN_DIR)
 
 test: $(STAMP)
 	$(PY) -m pytest tests -q
