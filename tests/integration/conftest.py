@@ -37,7 +37,8 @@ def ray_cluster():
     import ray
 
     ray.init(num_cpus=8, namespace="rlsys-tests", include_dashboard=False, _node_ip_address="127.0.0.1",
-             runtime_env={"env_vars": {"DS_ACCELERATOR": "cpu", "TOKENIZERS_PARALLELISM": "false"}})
+             runtime_env={"env_vars": {"DS_ACCELERATOR": "cpu", "TOKENIZERS_PARALLELISM": "false",
+                                          "PYTHONPATH": str(REPO)}})  # tests.* importable in actors
     yield
     ray.shutdown()
 
