@@ -2,7 +2,7 @@
 steps (benchmarks/results/presets.json + presets.png). Step-time ratios are against the grpo preset
 of the same run; each preset is a fresh ``rlsys train`` (own embedded cluster, own run dir).
 
-Usage: .venv/bin/python benchmarks/presets.py [--steps 40] [--config configs/demo.yaml] [preset ...]
+Usage: .venv/bin/python benchmarks/presets.py [--steps 40] [--config configs/demo.yaml] [--set k=v ...] [preset ...]
 """
 from __future__ import annotations
 
@@ -24,11 +24,11 @@ PRESETS = ["grpo", "dapo", "drgrpo", "entropy_fixed", "skywork", "clip_cov", "kl
 LAST_STEPS = 10  # train accuracy / entropy are averaged over this many final steps (single steps are noisy)
 
 
-def run_preset(name: str, steps: int, config: str) -> dict:
+def run_preset(name: str, steps: int, config: str, overrides: list[str]) -> dict:
     run_dir = REPO / "runs" / "bench-presets" / name
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run each time (a left-over checkpoint would resume)
     cmd = [str(Path(sys.executable).parent / "rlsys"), "train", config, f"algo={name}",
-           f"trainer.total_steps={steps}", f"trainer.run_dir={run_dir}"]
+           f"trainer.total_steps={steps}", f"trainer.run_dir={run_dir}", *overrides]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -70,18 +70,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--config", default="configs/demo.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every preset (repeatable)")
     parser.add_argument("presets", nargs="*", default=PRESETS)
     args = parser.parse_args()
     results = []
     for name in args.presets:
-        results.append(run_preset(name, args.steps, args.config))
+        results.append(run_preset(name, args.steps, args.config, args.set))
         print(json.dumps({k: v for k, v in results[-1].items() if k != "curves"}), flush=True)
     base = next((r for r in results if r["preset"] == "grpo" and "error" not in r), None)
     for r in results:
         if base and "error" not in r:
             r["step_time_ratio_vs_grpo"] = r["step_seconds_median"] / base["step_seconds_median"]
     figure = plot(results)
-    path = write_json("presets", {"config": args.config, "steps": args.steps, "figure": relpath(figure),
+    path = write_json("presets", {"config": args.config, "overrides": args.set, "steps": args.steps, "figure": relpath(figure),
                                   "results": results})
     print(f"wrote {relpath(path)} and {relpath(figure)}")
 
