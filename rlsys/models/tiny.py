@@ -1,9 +1,9 @@
 """The built-in tiny model: a 2-layer Qwen2 warm-started on the built-in arithmetic task, cached on disk.
 
-``ensure_tiny_model`` builds it once (a short seeded supervised warm-start on CPU, well under a
-minute and a half on 2 cores) so that sampled at temperature 1 it solves easy prompts often and
-hard ones rarely: RL has room to improve. Also holds the small sampler used to measure that.
-Must not import ray, vllm or deepspeed.
+``ensure_tiny_model`` builds it once (a seeded supervised warm-start on CPU, about a minute on 2 cores):
+it learns levels 1-2 (its greedy answers are nearly all right) but keeps a sloppy habit that RL can
+remove, and level 3 stays mostly beyond it (RL sharpens what a model knows, it does not teach it).
+Also holds the small sampler used to measure that. Must not import ray, vllm or deepspeed.
 """
 from __future__ import annotations
 
@@ -22,20 +22,31 @@ from rlsys.data.tasks import arithmetic_problem
 from rlsys.models import cached_build
 from rlsys.models.tokenizer import build_char_tokenizer
 
-MODEL_NAME = "tiny-arith-v1"
+MODEL_NAME = "tiny-arith-v2"
 ARCH = dict(hidden_size=128, intermediate_size=384, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, max_position_embeddings=256)  # head_dim 32: vLLM CPU's smallest
-# Warm-start recipe. Level weights are over the arithmetic levels; the step count is what puts
-# temperature-1 accuracy on the default mix (levels 1-3) in the 20-60% band (see the tests).
-RECIPE = dict(steps=800, batch_size=64, lr=3e-3, warmup=50,
-              level_weights={1: 0.25, 2: 0.3, 3: 0.3, 4: 0.1, 5: 0.05})
+# Warm-start recipe: seeded supervised training on fresh problems, linear warm-up then cosine decay.
+# - Level weights: heavy on level 2, light on level 3, none on 4-5. A level-3-heavy mix slowed all
+#   learning (at 0.15/0.35/0.5 one seed in two still had not learned level 2 after 1600 steps); with
+#   this one both seeds tried know levels 1-2 by step ~750 (greedy ~0.95) and level 3 stays near 0.1.
+# - Near misses: from step near_miss_from on (the low-lr tail) a fraction near_miss_rate of the answers
+#   is off by one ("12+7=" -> "18" or "20"), like a sloppy data source. The model keeps its knowledge
+#   (greedy answers stay right) but learns to hedge: sampled at temperature 1 it gives the exact answer
+#   only ~40-65% of the time on levels it knows. That habit does not depend on the prompt, so GRPO with
+#   the exact verifier removes it on unseen prompts too. In a plain-torch GRPO loop like the demo's (32
+#   fresh prompts x 8 samples a step) held-out T=1 accuracy on levels 1-3 went 0.39 -> 0.66 in 150 steps
+#   at lr 3e-4 (0.62 at 1e-4), most of it in the first 50; level 3 did not move. From a clean
+#   warm-start (1600 steps, no near misses) the same loop gained nothing (0.66 -> 0.67): RL sharpens
+#   what the model already knows.
+RECIPE = dict(steps=1000, batch_size=64, lr=3e-3, warmup=50, level_weights={1: 0.2, 2: 0.5, 3: 0.3},
+              near_miss_rate=0.5, near_miss_from=750)
 MAX_ANSWER_TOKENS = 8
 
 
 def ensure_tiny_model(cache_dir: str, seed: int = 0) -> str:
     """Directory of the warm-started tiny model (config, safetensors, tokenizer, generation config).
 
-    Cached at ``<cache_dir>/models/tiny-arith-v1`` (``tiny-arith-v1-seed{seed}`` for seed != 0);
+    Cached at ``<cache_dir>/models/tiny-arith-v2`` (``tiny-arith-v2-seed{seed}`` for seed != 0);
     rebuilt when missing, incomplete or built by another recipe (see ``cached_build``).
     """
     name = MODEL_NAME if seed == 0 else f"{MODEL_NAME}-seed{seed}"
@@ -67,7 +78,8 @@ def build_tiny_model(out_dir: str, seed: int = 0) -> dict:
 
 
 def warm_start(model: torch.nn.Module, tokenizer, seed: int) -> list[float]:
-    """Seeded supervised training on fresh arithmetic problems; returns the loss of every step."""
+    """Seeded supervised training on fresh arithmetic problems (near misses in the tail, see RECIPE);
+    returns the loss of every step."""
     rng = random.Random(f"warm-start-{seed}")
     steps, lr, warmup = RECIPE["steps"], RECIPE["lr"], RECIPE["warmup"]
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
@@ -76,8 +88,10 @@ def warm_start(model: torch.nn.Module, tokenizer, seed: int) -> list[float]:
         0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
     model.train()
     losses = []
-    for _ in range(steps):
-        input_ids_BT, attention_mask_BT, labels_BT = training_batch(rng, tokenizer, RECIPE["batch_size"])
+    for step in range(steps):
+        near_miss_rate = RECIPE["near_miss_rate"] if step >= RECIPE["near_miss_from"] else 0.0
+        input_ids_BT, attention_mask_BT, labels_BT = training_batch(rng, tokenizer, RECIPE["batch_size"],
+                                                                    near_miss_rate)
         loss = model(input_ids=input_ids_BT, attention_mask=attention_mask_BT, labels=labels_BT).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -89,12 +103,17 @@ def warm_start(model: torch.nn.Module, tokenizer, seed: int) -> list[float]:
     return losses
 
 
-def training_batch(rng: random.Random, tokenizer, batch_size: int):
-    """Right-padded ``<bos>prompt answer<eos>`` sequences; labels are -100 except on answer + eos."""
+def training_batch(rng: random.Random, tokenizer, batch_size: int, near_miss_rate: float = 0.0):
+    """Right-padded ``<bos>prompt answer<eos>`` sequences; labels are -100 except on answer + eos.
+
+    Each answer is replaced by a near miss (``near_miss``) with probability ``near_miss_rate``.
+    """
     levels, weights = zip(*RECIPE["level_weights"].items())
     seqs, prompt_lens = [], []
     for level in rng.choices(levels, weights, k=batch_size):
         expr, value = arithmetic_problem(level, rng)
+        if near_miss_rate > 0 and rng.random() < near_miss_rate:
+            value = near_miss(value, rng)
         prompt_ids = tokenizer.encode(f"{expr}=")
         answer_ids = tokenizer.encode(str(value), add_special_tokens=False) + [tokenizer.eos_token_id]
         seqs.append(prompt_ids + answer_ids)
@@ -108,6 +127,11 @@ def training_batch(rng: random.Random, tokenizer, batch_size: int):
         attention_mask_BT[b, :len(seq)] = 1
         labels_BT[b, p:len(seq)] = torch.tensor(seq[p:])
     return input_ids_BT, attention_mask_BT, labels_BT
+
+
+def near_miss(value: int, rng: random.Random) -> int:
+    """``value`` off by one, up or down with equal odds; never negative (0 becomes 1)."""
+    return value + 1 if value == 0 else value + rng.choice((-1, 1))
 
 
 @torch.no_grad()

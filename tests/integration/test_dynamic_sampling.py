@@ -31,8 +31,8 @@ def current_version(stack) -> int:
 
 
 def test_dynamic_sampling_keeps_only_informative_groups(stack):
-    # Levels 1 and 3: level 1 is mostly solved (many all-right groups), level 3 mostly failed
-    # (many all-wrong groups), so the first round almost surely drops groups and must refill.
+    # Levels 1 and 3: level-3 groups are mostly all-wrong and some level-1 groups all-right,
+    # so the first round almost surely drops groups and must refill.
     sampler, stream = sampler_for(stack, "data.difficulties=[1,3]", "algo.dynamic_sampling_max_rounds=12")
     prompts, kept, info = sampler.sample(current_version(stack))
     P, G = stream.prompts_per_step, sampler.G

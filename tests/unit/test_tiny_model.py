@@ -2,6 +2,7 @@
 import importlib.metadata
 import json
 import random
+import re
 
 import pytest
 import torch
@@ -45,6 +46,27 @@ def test_training_batch_masks_everything_but_the_answer():
         trained = labels_BT[b][labels_BT[b] != -100].tolist()
         assert trained == tok.encode(answer, add_special_tokens=False) + [tok.eos_token_id]
         assert (input_ids_BT[b, n:] == tok.pad_token_id).all()
+
+
+def test_near_misses_are_off_by_exactly_one():
+    from rlsys.models.tiny import RECIPE, near_miss, training_batch
+
+    rng = random.Random(0)
+    assert near_miss(0, rng) == 1  # never negative
+    assert {near_miss(19, rng) for _ in range(50)} == {18, 20}
+    assert set(RECIPE["level_weights"]) == {1, 2, 3}  # only a+b and a-b prompts, checked below
+    tok = build_char_tokenizer()
+    for rate, expected_off in ((1.0, {1}), (0.0, {0})):
+        input_ids_BT, attention_mask_BT, _ = training_batch(random.Random(1), tok, 32, near_miss_rate=rate)
+        offs = set()
+        for b in range(32):
+            n = int(attention_mask_BT[b].sum())
+            text = tok.decode(input_ids_BT[b, :n].tolist(), skip_special_tokens=True)
+            expr, answer = text.split("=")
+            a, op, c = re.fullmatch(r"(\d+)([+-])(\d+)", expr).groups()
+            value = int(a) + int(c) if op == "+" else int(a) - int(c)
+            offs.add(abs(int(answer) - value))
+        assert offs == expected_off
 
 
 def test_cached_build_is_atomic_and_rebuilds_on_mismatch(tmp_path):
@@ -100,9 +122,17 @@ def test_tiny_model_builds_and_leaves_room_for_rl(tmp_path):
     assert model.config.vocab_size == len(tok) and not model.config.tie_word_embeddings
     rows = generate_task("arithmetic", 300, seed=12345, difficulties=(1, 2, 3))
     acc = accuracy_by_difficulty(model, tok, rows, temperature=1.0, seed=0)
-    print("tiny model accuracy at T=1:", acc, json.loads(open(f"{path}/{MARKER}").read()))
+    greedy = accuracy_by_difficulty(model, tok, rows, temperature=0.0)
+    print("tiny model accuracy at T=1:", acc, "greedy:", greedy, json.loads(open(f"{path}/{MARKER}").read()))
     assert 0.05 < acc[-1] < 0.95  # -1: all rows
     assert acc[1] > acc[2] > acc[3]  # easy solved often, hard rarely
+    # The recipe's near-miss tail (see tiny.RECIPE): levels 1-2 are known (greedy accuracy measured 0.95
+    # and 0.97 here) but sampled at T=1 the exact answer comes only 0.64 and 0.37 of the time. That gap
+    # is the prompt-independent habit the demo's RL removes; level 3 (greedy 0.08) stays mostly
+    # unsolved: RL sharpens what the model knows, it does not teach it in a demo's budget.
+    assert greedy[1] > 0.8 and greedy[2] > 0.65
+    assert greedy[1] - acc[1] > 0.2 and greedy[2] - acc[2] > 0.2
+    assert acc[3] < 0.25
     assert ensure_tiny_model(str(tmp_path)) == path  # second call: cached
 
 
