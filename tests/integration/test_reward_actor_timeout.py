@@ -6,7 +6,8 @@ The hanging verifier (tests/unit/helpers_hang.py) is named by dotted path in ``r
 so the actor and its grading processes must be able to import ``tests``. They can because Ray puts
 the driver's working directory (the repo root: pytest runs from there) on every worker's sys.path
 (job_config ``py_driver_sys_path``), and the forkserver that starts the grading processes inherits
-the actor's sys.path; no test code has to live under rlsys/.
+the actor's sys.path; no test code has to live under rlsys/. (The session cluster in conftest.py also
+sets PYTHONPATH to the repo root for its workers.)
 """
 from __future__ import annotations
 
