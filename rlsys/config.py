@@ -49,6 +49,7 @@ class RolloutConfig:
     max_model_len: int = 256  # prompt + response tokens
     enforce_eager: bool = True  # no CUDA graphs / compilation
     weight_transfer: str = "serialized"  # serialized (safetensors via collective_rpc) | nccl (GPU)
+    max_restarts: int = 3  # a crashed engine actor is restarted (and re-synced) up to this many times
     seed: int = 0  # engine seed (worker i uses seed + i)
 
 
@@ -58,6 +59,7 @@ class RewardConfig:
     timeout_s: float = 5.0  # hard wall-clock limit per answer; past it the answer is ungradable
     num_cpus: float = 0.5  # Ray CPUs reserved for the reward service actor
     verifier_paths: tuple[str, ...] = ()  # extra verifiers as dotted paths "pkg.mod:function"
+    max_restarts: int = 3  # a crashed reward actor is restarted up to this many times
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,9 @@ class TrainerConfig:
     eval_every: int = 0  # steps between evaluations on the held-out split (0 = start and end only)
     eval_samples: int = 4  # k samples per eval prompt for pass@k
     eval_temperature: float = 1.0  # sampling temperature of evaluation
-    save_every: int = 0  # steps between checkpoints in run_dir/checkpoints (0 = after the last step only)
+    save_every: int = 50  # steps between checkpoints in run_dir/checkpoints (0 = after the last step only)
+    keep_checkpoints: int = 2  # newest checkpoints kept; older step_* dirs are deleted after each save
+    max_nonfinite_steps: int = 3  # steps with a NaN/inf metric tolerated; one more saves a checkpoint and stops
     resume: str = "auto"  # auto: continue from run_dir's latest checkpoint if it has one; never: refuse to reuse it
     seed: int = 0
 
@@ -251,6 +255,10 @@ def _problems(c: Config) -> list[str]:
     p += _positive("trainer.eval_samples", c.trainer.eval_samples)
     p += _positive("trainer.eval_every", c.trainer.eval_every, allow_zero=True)
     p += _positive("trainer.save_every", c.trainer.save_every, allow_zero=True)
+    p += _positive("trainer.keep_checkpoints", c.trainer.keep_checkpoints)
+    p += _positive("trainer.max_nonfinite_steps", c.trainer.max_nonfinite_steps, allow_zero=True)
+    p += _positive("rollout.max_restarts", c.rollout.max_restarts, allow_zero=True)
+    p += _positive("reward.max_restarts", c.reward.max_restarts, allow_zero=True)
     p += _one_of("trainer.resume", c.trainer.resume, {"auto", "never"})
     p += _positive("cluster.num_cpus", c.cluster.num_cpus, allow_zero=True)
     if c.data.source.startswith("builtin:"):

@@ -34,11 +34,17 @@ class PromptBatch:
 
 @dataclass(frozen=True)
 class SamplingRequest:
-    """How many responses to draw for one prompt, and at which temperature."""
+    """How many responses to draw for one prompt, at which temperature, and from which seed.
+
+    ``seed`` fixes the request's samples (vLLM gives its n samples seeds seed+0..n-1); the driver
+    derives it from what the request is for (``rlsys.orchestration.stages.SeedScope``), so a
+    sample never depends on which engine served it or how many calls that engine served before.
+    """
 
     prompt: Prompt
     n: int
     temperature: float
+    seed: int
     source: str = "regular"  # "regular" | "explore" (UEC-RL's second pass)
 
 

@@ -8,36 +8,51 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import Optional, Protocol
 
 
 class MetricsSink(Protocol):
     def write(self, step: int, metrics: dict[str, float]) -> None: ...
 
 
-def _finite(metrics: dict) -> dict[str, float]:
-    out = {}
-    for k, v in metrics.items():
-        if isinstance(v, bool):
-            v = float(v)
-        if isinstance(v, (int, float)) and math.isfinite(v):
-            out[k] = float(v)
-    return out
+def _numbers(metrics: dict) -> dict[str, float]:
+    """The numeric metrics as floats, NaN and inf included (JSONL writes them as NaN/Infinity)."""
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (bool, int, float))}
+
+
+def nonfinite_keys(metrics: dict[str, float]) -> list[str]:
+    return sorted(k for k, v in metrics.items() if not math.isfinite(v))
 
 
 class MetricsLogger:
-    def __init__(self, path: Path, sinks: tuple | list = (), echo: bool = True):
+    """Writes ``path`` (JSONL, one row per train step or evaluation). A fresh run (``resume_step``
+    None) refuses a file that already has rows; a run resumed after ``resume_step`` steps first
+    drops the rows past its checkpoint (train rows of steps >= resume_step, evaluations after it),
+    so every step appears once."""
+
+    def __init__(self, path: Path, sinks: tuple | list = (), echo: bool = True, resume_step: Optional[int] = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is None and self.path.exists() and self.path.stat().st_size > 0:
+            raise FileExistsError(f"{self.path} already holds metrics of an earlier run: resume it from a "
+                                  f"checkpoint or use another run dir")
+        if resume_step is not None and self.path.exists():
+            keep = [line for line in self.path.read_text().splitlines() if _before(json.loads(line), resume_step)]
+            tmp = self.path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(line + "\n" for line in keep))
+            tmp.replace(self.path)
         self.file = open(self.path, "a")
         self.sinks = list(sinks)
         self.echo = echo
         self.start = time.time()
 
-    def log(self, step: int, metrics: dict) -> None:
+    def log(self, step: int, metrics: dict) -> list[str]:
+        """Write one train step; returns the keys whose value is NaN or infinite."""
         clean = self._write(step, "train", metrics)
+        bad = nonfinite_keys(clean)
         if self.echo:
-            print(step_line(step, clean), flush=True)
+            print(step_line(step, clean) + (f" | NON-FINITE: {', '.join(bad)}" if bad else ""), flush=True)
+        return bad
 
     def log_eval(self, step: int, metrics: dict) -> None:
         clean = self._write(step, "eval", metrics)
@@ -46,15 +61,21 @@ class MetricsLogger:
             print(f"[eval @ step {step}] " + " | ".join(parts), flush=True)
 
     def _write(self, step: int, kind: str, metrics: dict) -> dict[str, float]:
-        clean = _finite(metrics)
+        clean = _numbers(metrics)
         self.file.write(json.dumps({"step": step, "kind": kind, "time": time.time() - self.start} | clean) + "\n")
         self.file.flush()
-        for sink in self.sinks:
-            sink.write(step, clean)
+        finite = {k: v for k, v in clean.items() if math.isfinite(v)}
+        for sink in self.sinks:  # dashboards get finite values only; the JSONL row shows the rest
+            sink.write(step, finite)
         return clean
 
     def close(self) -> None:
         self.file.close()
+
+
+def _before(row: dict, resume_step: int) -> bool:
+    """Whether a logged row belongs to the part of the run a checkpoint after ``resume_step`` steps holds."""
+    return row["step"] < resume_step if row["kind"] == "train" else row["step"] <= resume_step
 
 
 def step_line(step: int, m: dict[str, float]) -> str:

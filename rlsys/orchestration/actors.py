@@ -6,6 +6,7 @@ actor). Every remote call goes through a named, typed method here; no method-nam
 """
 from __future__ import annotations
 
+import os
 import socket
 import time
 from typing import Optional
@@ -22,9 +23,82 @@ from rlsys.types import (ControlDirectives, LearnerStats, PromptStats, RolloutBa
 CONTROLLER_NAME = "entropy_controller"
 
 
-def _options(num_cpus: float, num_gpus: float = 0.0, extra_env: Optional[dict] = None) -> dict:
+def _options(num_cpus: float, num_gpus: float = 0.0, extra_env: Optional[dict] = None, max_restarts: int = 0) -> dict:
     env = actor_env() | (extra_env or {})
-    return {"num_cpus": num_cpus, "num_gpus": num_gpus, "runtime_env": {"env_vars": env}}
+    # max_task_retries=0: the groups below retry a dead actor's call themselves, after re-syncing it.
+    return {"num_cpus": num_cpus, "num_gpus": num_gpus, "runtime_env": {"env_vars": env},
+            "max_restarts": max_restarts, "max_task_retries": 0}
+
+
+def get_all(refs: list, names: list[str]) -> list:
+    """``ray.get`` of one call per actor, in order. The first failure is raised at once, naming its
+    actor: a live learner rank blocked in a collective with a dead one would otherwise hold the
+    caller until the process group's timeout (30 min by default)."""
+    pending = dict(zip(refs, names))
+    done: dict = {}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        for ref in ready:
+            name = pending.pop(ref)
+            try:
+                done[ref] = ray.get(ref)
+            except ray.exceptions.RayActorError as err:
+                raise WorkerDied(f"{name} died: {_first_line(err)}") from err
+            except ray.exceptions.RayTaskError as err:
+                raise RuntimeError(f"{name} failed: {_first_line(err)}") from err
+    return [done[ref] for ref in refs]
+
+
+class WorkerDied(RuntimeError):
+    """An actor the run cannot continue without died (a learner rank, or a worker past its restarts)."""
+
+
+def _first_line(err: Exception) -> str:
+    lines = [x for x in str(err).splitlines() if x.strip()]
+    return lines[0][:300] if lines else type(err).__name__
+
+
+class Restarter:
+    """Calls into actors that Ray restarts after a crash (``max_restarts``): a call that fails
+    because its actor died waits for the restart (bounded by ``timeout_s``), lets ``resync`` bring
+    the fresh actor up to date, and is sent again, at most ``max_restarts`` times per call."""
+
+    def __init__(self, role: str, max_restarts: int, timeout_s: float):
+        self.role, self.max_restarts, self.timeout_s = role, max_restarts, timeout_s
+        self.restarts = 0  # restarts recovered from so far (<role>/actor_restarts)
+
+    def call(self, actor, index: int, submit, resync=None):
+        """``submit(actor)`` returns an ObjectRef; returns its value, recovering from deaths."""
+        for attempt in range(self.max_restarts + 1):
+            try:
+                return ray.get(submit(actor))
+            except ray.exceptions.RayActorError as err:
+                if attempt == self.max_restarts:
+                    raise WorkerDied(f"{self.role}-{index} died {attempt + 1} times (max_restarts="
+                                     f"{self.max_restarts}): {_first_line(err)}") from err
+                start = time.perf_counter()
+                self._wait_alive(actor, index)
+                if resync is not None:
+                    resync(actor)
+                self.restarts += 1
+                print(f"[rlsys] {self.role}-{index} died and was restarted ({time.perf_counter() - start:.0f} s): "
+                      f"{_first_line(err)}", flush=True)
+
+    def _wait_alive(self, actor, index: int) -> None:
+        deadline = time.perf_counter() + self.timeout_s
+        while True:
+            try:
+                ray.get(actor.__ray_ready__.remote(), timeout=max(1.0, deadline - time.perf_counter()))
+                return
+            except ray.exceptions.ActorUnavailableError:  # still restarting
+                if time.perf_counter() > deadline:
+                    break
+                time.sleep(1.0)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as err:
+                raise WorkerDied(f"{self.role}-{index} did not come back within {self.timeout_s:.0f} s "
+                                 f"(cluster.actor_start_timeout_s): {_first_line(err)}") from err
+        raise WorkerDied(f"{self.role}-{index} did not come back within {self.timeout_s:.0f} s "
+                         f"(cluster.actor_start_timeout_s)")
 
 
 # ---------------------------------------------------------------- rollout
@@ -38,18 +112,28 @@ def _rollout_actor_class():
         def get_policy_version(self) -> int:
             return self.policy_version
 
+        def pid(self) -> int:
+            return os.getpid()
+
     return ray.remote(RolloutWorker)
 
 
 class RolloutGroup:
-    """N vLLM engine actors; prompts are split across them, weights pushed to all of them."""
+    """N vLLM engine actors; prompts are split across them, weights pushed to all of them.
 
-    def __init__(self, cfg: RolloutConfig, model_path: str, dtype: str):
+    A crashed engine is restarted by Ray (``rollout.max_restarts``), loaded with the weights last
+    pushed, and its share of the interrupted call is generated again (``rollout/actor_restarts``).
+    The last pushed weights stay in the object store for that until the next push replaces them.
+    """
+
+    def __init__(self, cfg: RolloutConfig, model_path: str, dtype: str, restart_timeout_s: float = 600.0):
         env = {"VLLM_CPU_KVCACHE_SPACE": str(cfg.kv_cache_space_gb)}
         Engine = _rollout_actor_class()
-        self.workers = [Engine.options(**_options(cfg.num_cpus_per_worker, cfg.num_gpus_per_worker, env))
-                        .remote(cfg, model_path, i, dtype) for i in range(cfg.num_workers)]
-        ray.get([w.__ray_ready__.remote() for w in self.workers])
+        options = _options(cfg.num_cpus_per_worker, cfg.num_gpus_per_worker, env, cfg.max_restarts)
+        self.workers = [Engine.options(**options).remote(cfg, model_path, i, dtype) for i in range(cfg.num_workers)]
+        self.restarter = Restarter("rollout", cfg.max_restarts, restart_timeout_s)
+        self._weights: Optional[tuple] = None  # (ObjectRef of the last pushed weights, its policy version)
+        get_all([w.__ray_ready__.remote() for w in self.workers], [f"rollout-{i}" for i in range(len(self.workers))])
 
     def generate(self, requests: list[SamplingRequest], policy_version: int) -> RolloutBatch:
         """Balance requests (by sample count) over workers; one generate call per worker."""
@@ -60,9 +144,11 @@ class RolloutGroup:
             w = load.index(min(load))
             buckets[w].append(req)
             load[w] += req.n
-        refs = [w.generate.remote(b, policy_version) for w, b in zip(self.workers, buckets) if b]
+        # Submit every worker's share first, so they generate concurrently; then collect each.
+        refs = {i: w.generate.remote(b, policy_version) for i, (w, b) in enumerate(zip(self.workers, buckets)) if b}
         by_prompt: dict[str, list] = {}
-        for samples in ray.get(refs):
+        for i, ref in refs.items():
+            samples = self._get_or_recover(i, ref, lambda w, b=buckets[i]: w.generate.remote(b, policy_version))
             for s in samples:
                 by_prompt.setdefault(s.prompt_id, []).append(s)
         order = list(dict.fromkeys(r.prompt.prompt_id for r in requests))
@@ -73,10 +159,29 @@ class RolloutGroup:
 
     def load_weights(self, blob_ref: "ray.ObjectRef", policy_version: int) -> list[int]:
         """Every worker pulls the same serialized weights object once; returns their versions."""
-        return ray.get([w.load_weights.remote(blob_ref, policy_version) for w in self.workers])
+        self._weights = (blob_ref, policy_version)
+        refs = [w.load_weights.remote(blob_ref, policy_version) for w in self.workers]
+        return [self._get_or_recover(i, ref, lambda w: w.load_weights.remote(blob_ref, policy_version))
+                for i, ref in enumerate(refs)]
 
     def policy_versions(self) -> list[int]:
-        return ray.get([w.get_policy_version.remote() for w in self.workers])
+        return [self._get_or_recover(i, w.get_policy_version.remote(), lambda w: w.get_policy_version.remote())
+                for i, w in enumerate(self.workers)]
+
+    def pids(self) -> list[int]:
+        """Process id of every engine actor (fault-injection tests kill them)."""
+        return [self._get_or_recover(i, w.pid.remote(), lambda w: w.pid.remote()) for i, w in enumerate(self.workers)]
+
+    def _get_or_recover(self, index: int, first_ref, resubmit):
+        """The value of ``first_ref`` (already sent to worker ``index``); after a crash, of ``resubmit(worker)``."""
+        sent = [first_ref]
+        return self.restarter.call(self.workers[index], index, lambda w: sent.pop() if sent else resubmit(w),
+                                   self._resync)
+
+    def _resync(self, worker) -> None:
+        """A restarted engine serves the base weights at version 0: load the last pushed ones."""
+        if self._weights is not None:
+            ray.get(worker.load_weights.remote(*self._weights))
 
     def sequence_logprobs(self, token_ids: list[list[int]], prompt_lens: list[int]) -> list[list[list[float]]]:
         """Per worker: log-probs of each sequence's tokens after its prompt, under served weights."""
@@ -104,6 +209,9 @@ def _learner_actor_class():
         def set_policy_version(self, version: int) -> None:
             self.policy_version = version
 
+        def pid(self) -> int:
+            return os.getpid()
+
     return ray.remote(LearnerRank)
 
 
@@ -115,14 +223,15 @@ class LearnerGroup:
         env = {"DS_ACCELERATOR": "cpu"} if cfg.num_gpus_per_rank == 0 else {}
         self.ranks = [Rank.options(**_options(cfg.num_cpus_per_rank, cfg.num_gpus_per_rank, env))
                       .remote(cfg, model_path, loss_spec, dtype) for _ in range(cfg.num_ranks)]
+        self.names = [f"learner-rank-{i}" for i in range(cfg.num_ranks)]
         addr, port = ray.get(self.ranks[0].rendezvous_address.remote())
-        ray.get([r.setup.remote(i, len(self.ranks), addr, port) for i, r in enumerate(self.ranks)])
+        get_all([r.setup.remote(i, len(self.ranks), addr, port) for i, r in enumerate(self.ranks)], self.names)
         self.policy_version = 0
         self.model_path = model_path
 
     def train_step(self, batch: TrainBatch) -> LearnerStats:
         shards = shard(batch, len(self.ranks))
-        per_rank: list[LearnerStats] = ray.get([r.train_step.remote(s) for r, s in zip(self.ranks, shards)])
+        per_rank: list[LearnerStats] = get_all([r.train_step.remote(s) for r, s in zip(self.ranks, shards)], self.names)
         self.policy_version = per_rank[0].policy_version
         return merge_learner_stats(per_rank)
 
@@ -151,20 +260,29 @@ class LearnerGroup:
         return self.push_weights(rollout_group)[0]
 
     def set_policy_version(self, version: int) -> None:
-        ray.get([r.set_policy_version.remote(version) for r in self.ranks])
+        get_all([r.set_policy_version.remote(version) for r in self.ranks], self.names)
         self.policy_version = version
 
+    def pids(self) -> list[int]:
+        """Process id of every rank (fault-injection tests kill them)."""
+        return get_all([r.pid.remote() for r in self.ranks], self.names)
+
     def full_state_dict_ref(self) -> "ray.ObjectRef":
-        """Safetensors bytes of the full weights, left in the object store (rank 0's result)."""
+        """Safetensors bytes of the full weights, left in the object store (rank 0's result).
+
+        Every rank takes part (ZeRO-3 gathers); the other ranks' results (empty bytes) are read, so a
+        failure there is raised naming the rank. Rank 0's bytes are not fetched here: an error of
+        rank 0 reaches whoever reads the reference (the engines' load), with rank 0's traceback."""
         refs = [r.full_state_dict_bytes.remote() for r in self.ranks]
-        ray.wait(refs, num_returns=len(refs))
+        get_all(refs[1:], self.names[1:])
+        ray.wait(refs[:1], fetch_local=False)
         return refs[0]
 
     def save_checkpoint(self, path: str) -> None:
-        ray.get([r.save_checkpoint.remote(path) for r in self.ranks])
+        get_all([r.save_checkpoint.remote(path) for r in self.ranks], self.names)
 
     def load_checkpoint(self, path: str, policy_version: int) -> None:
-        ray.get([r.load_checkpoint.remote(path) for r in self.ranks])
+        get_all([r.load_checkpoint.remote(path) for r in self.ranks], self.names)
         self.set_policy_version(policy_version)
 
     def shutdown(self) -> None:
@@ -187,20 +305,32 @@ def merge_learner_stats(per_rank: list[LearnerStats]) -> LearnerStats:
 # ---------------------------------------------------------------- reward
 
 class RewardClient:
-    """The reward/verifier service actor (a pool of grading processes inside)."""
+    """The reward/verifier service actor (a pool of grading processes inside). A crashed service
+    actor is restarted by Ray (``reward.max_restarts``) and the batch is graded again."""
 
-    def __init__(self, cfg: RewardConfig):
+    def __init__(self, cfg: RewardConfig, restart_timeout_s: float = 600.0):
         from rlsys.reward.service import RewardService
 
-        Service = ray.remote(RewardService)
-        self.actor = Service.options(**_options(cfg.num_cpus)).remote(
+        class RewardActor(RewardService):
+            def pid(self) -> int:
+                return os.getpid()
+
+        Service = ray.remote(RewardActor)
+        self.actor = Service.options(**_options(cfg.num_cpus, max_restarts=cfg.max_restarts)).remote(
             cfg.num_workers, cfg.timeout_s, cfg.verifier_paths)
+        self.restarter = Restarter("reward", cfg.max_restarts, restart_timeout_s)
 
     def score(self, rollout: RolloutBatch) -> ScoredBatch:
-        return ray.get(self.actor.score.remote(rollout))
+        return self.restarter.call(self.actor, 0, lambda a: a.score.remote(rollout))
+
+    def pid(self) -> int:
+        return self.restarter.call(self.actor, 0, lambda a: a.pid.remote())
 
     def shutdown(self) -> None:
-        ray.get(self.actor.close.remote())
+        try:
+            ray.get(self.actor.close.remote(), timeout=30)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            pass  # dead or stuck: the kill below ends it either way
         ray.kill(self.actor)
 
 

@@ -9,6 +9,7 @@ in force. Ray appears only through the typed group methods passed in.
 from __future__ import annotations
 
 import pickle
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -81,6 +82,17 @@ def save(run_dir: str | Path, state: RunState, learner) -> Path:
     return path
 
 
+def prune(run_dir: str | Path, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` complete checkpoints (never the one ``latest`` names, nor
+    an incomplete newer one a crash may have left); returns what was deleted."""
+    current = latest(run_dir)
+    complete = sorted(p for p in checkpoints_dir(run_dir).glob("step_*") if (p / STATE_FILE).exists())
+    doomed = [p for p in complete[:-keep] if p != current] if keep > 0 else []
+    for path in doomed:
+        shutil.rmtree(path)
+    return doomed
+
+
 def load(path: Path, learner) -> RunState:
     """Restore the learner's weights and optimiser from ``path``; returns the driver-side state."""
     with open(path / STATE_FILE, "rb") as f:
@@ -110,10 +122,14 @@ class Checkpointer:
         print(f"[rlsys] resumed from {path} (step {state.step}, policy version {state.policy_version})", flush=True)
         return state.step
 
-    def maybe_save(self, steps_done: int, policy_version: int) -> Optional[Path]:
-        if not is_due(self.trainer, steps_done):
+    def maybe_save(self, steps_done: int, policy_version: int, force: bool = False) -> Optional[Path]:
+        """Save when a save is due after ``steps_done`` steps (or ``force``); keeps the newest
+        ``trainer.keep_checkpoints`` and deletes older ones."""
+        if not (force or is_due(self.trainer, steps_done)):
             return None
         state = RunState(step=steps_done, policy_version=policy_version, controller=self.w.controller.state_dict(),
                          stream=self.stream.state_dict(), entropy_memory=dict(self.memory.by_prompt),
                          replay=self.replay.state_dict(), eval_before=self.eval_before)
-        return save(self.trainer.run_dir, state, self.w.learner)
+        path = save(self.trainer.run_dir, state, self.w.learner)
+        prune(self.trainer.run_dir, self.trainer.keep_checkpoints)
+        return path

@@ -6,6 +6,8 @@ controller update -> weight sync -> log. Every feature is a component or a stage
 from __future__ import annotations
 
 import json
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Optional
 from rlsys.algo.batch import AdvantageSpec, assemble
 from rlsys.algo.loss import LossSpec
 from rlsys.config import Config
+from rlsys.types import LearnerStats
 from rlsys.data.setup import build_prompt_sources
 from rlsys.metrics.compute import (advantage_metrics, coef_metrics, entropy_metrics, filter_metrics, reward_metrics,
                                    rollout_metrics, sampler_metrics)
@@ -23,8 +26,8 @@ from rlsys.orchestration import checkpoint, cluster
 from rlsys.orchestration.actors import ControllerClient, LearnerGroup, RewardClient, RolloutGroup
 from rlsys.orchestration.ray_metrics import RayMetricsSink
 from rlsys.orchestration.sampling import RegularSampler, ReplayStage
-from rlsys.orchestration.stages import (EntropyMemory, difficulty_accuracy, eval_metrics, eval_requests,
-                                        explore_requests, merge_scored, prompt_stats)
+from rlsys.orchestration.stages import (EntropyMemory, SeedScope, difficulty_accuracy, eval_metrics,
+                                        eval_requests, explore_requests, merge_scored, prompt_stats)
 
 
 @dataclass
@@ -35,8 +38,27 @@ class Workers:
     controller: ControllerClient
 
     def shutdown(self) -> None:
+        """Stop every role, each even if another's shutdown fails (e.g. an actor that died)."""
+        errors = []
         for part in (self.rollout, self.learner, self.reward, self.controller):
-            part.shutdown()
+            try:
+                part.shutdown()
+            except Exception as err:  # noqa: BLE001 - reported below, after the other roles stopped
+                errors.append(f"{type(part).__name__}: {err}")
+        if errors:
+            print("[rlsys] shutdown: " + "; ".join(errors), flush=True)
+
+    def __post_init__(self) -> None:
+        self.mark_restarts()
+
+    def mark_restarts(self) -> None:
+        """Count actor restarts from now on (the groups may have served an earlier run)."""
+        self._restarts0 = (self.rollout.restarter.restarts, self.reward.restarter.restarts)
+
+    def restart_metrics(self) -> dict[str, float]:
+        """Crashed actors Ray restarted (and rlsys re-synced) since ``mark_restarts``, per role."""
+        return {"rollout/actor_restarts": float(self.rollout.restarter.restarts - self._restarts0[0]),
+                "reward/actor_restarts": float(self.reward.restarter.restarts - self._restarts0[1])}
 
 
 def loss_spec(cfg: Config) -> LossSpec:
@@ -55,16 +77,18 @@ def advantage_spec(cfg: Config) -> AdvantageSpec:
 
 def start_workers(cfg: Config, model_path: str) -> Workers:
     cluster.check_resources(cfg)
+    restart_timeout_s = cfg.cluster.actor_start_timeout_s
     controller = ControllerClient(cfg)
-    reward = RewardClient(cfg.reward)
+    reward = RewardClient(cfg.reward, restart_timeout_s)
     learner = LearnerGroup(cfg.learner, model_path, loss_spec(cfg), cfg.model.dtype)
-    rollout = RolloutGroup(cfg.rollout, model_path, cfg.model.dtype)
+    rollout = RolloutGroup(cfg.rollout, model_path, cfg.model.dtype, restart_timeout_s)
     return Workers(rollout=rollout, reward=reward, learner=learner, controller=controller)
 
 
-def evaluate(w: Workers, prompts, cfg: Config, version: int) -> dict[str, float]:
-    k, temp = cfg.trainer.eval_samples, cfg.trainer.eval_temperature
-    scored = w.reward.score(w.rollout.generate(eval_requests(prompts, k, temp), version))
+def evaluate(w: Workers, prompts, cfg: Config, version: int, step: int) -> dict[str, float]:
+    """pass@1/pass@k on the held-out prompts, sampled with the seeds of evaluation ``step``."""
+    k, temp, scope = cfg.trainer.eval_samples, cfg.trainer.eval_temperature, SeedScope(cfg.rollout.seed, "eval", step)
+    scored = w.reward.score(w.rollout.generate(eval_requests(prompts, k, temp, scope), version))
     return eval_metrics(scored, k, temp) | difficulty_accuracy(scored)
 
 
@@ -85,52 +109,118 @@ def train(cfg: Config) -> dict:
         w.shutdown()
 
 
+class RunStopped(Exception):
+    """The run stopped early on SIGINT/SIGTERM, after saving a checkpoint; ``exit_code`` is 128 + signal."""
+
+    def __init__(self, signal_name: str, exit_code: int, steps_done: int):
+        super().__init__(f"stopped by {signal_name} after step {steps_done - 1}")
+        self.signal_name, self.exit_code, self.steps_done = signal_name, exit_code, steps_done
+
+
+class StopOnSignal:
+    """SIGINT/SIGTERM ask the loop to stop at the next step boundary (checkpoint, then a clean
+    shutdown); a second signal stops at once. Handlers are installed on the main thread only."""
+
+    def __init__(self):
+        self.signum: Optional[int] = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> "StopOnSignal":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopping now")
+        self.signum = signum
+        print(f"[rlsys] {signal.Signals(signum).name}: finishing this step, then saving a checkpoint and "
+              f"stopping (send it again to stop at once)", flush=True)
+
+    def raise_if_stopped(self, steps_done: int) -> None:
+        if self.signum is not None:
+            raise RunStopped(signal.Signals(self.signum).name, 128 + self.signum, steps_done)
+
+
+class NonFiniteGuard:
+    """Counts steps that logged a NaN/inf metric; past ``max_steps`` of them the run stops (after a
+    checkpoint) naming the metrics, instead of training on."""
+
+    def __init__(self, max_steps: int):
+        self.max_steps, self.steps, self.last = max_steps, 0, ("", [])
+
+    def record(self, step: int, keys: list[str]) -> None:
+        if keys:
+            self.steps += 1
+            self.last = (step, keys)
+
+    @property
+    def exceeded(self) -> bool:
+        return self.steps > self.max_steps
+
+    def raise_if_exceeded(self) -> None:
+        if self.exceeded:
+            step, keys = self.last
+            raise FloatingPointError(f"{self.steps} steps logged NaN/inf metrics (trainer.max_nonfinite_steps="
+                                     f"{self.max_steps}); last at step {step}: {', '.join(keys)}")
+
+
 def run_loop(cfg: Config, w: Workers, stream, eval_prompts, resume_from: Optional[Path] = None) -> dict:
     """The training loop on running workers, from scratch or from the checkpoint ``resume_from``.
     Writes metrics.jsonl, checkpoints (trainer.save_every) and summary.json to the run dir."""
     run_dir = Path(cfg.trainer.run_dir)
     cfg.write(run_dir / "config.yaml")
-    logger = MetricsLogger(run_dir / "metrics.jsonl", sinks=[RayMetricsSink()])
     memory, spec = EntropyMemory(), advantage_spec(cfg)
-    sampler = RegularSampler(stream, w.rollout, w.reward, cfg.rollout.samples_per_prompt, cfg.rollout.temperature,
+    sampler = RegularSampler(stream, w.rollout, w.reward, cfg.rollout,
                              (cfg.algo.dynamic_sampling, cfg.algo.dynamic_sampling_max_rounds))
     replay = ReplayStage(*replay_sizes(cfg), seed=cfg.trainer.seed)
     use_rollout_logp = cfg.learner.old_logprob_source == "rollout"
     saver = checkpoint.Checkpointer(cfg.trainer, w, stream, memory, replay)
     start = saver.restore(resume_from)
+    w.mark_restarts()
+    logger = MetricsLogger(run_dir / "metrics.jsonl", sinks=[RayMetricsSink()],
+                           resume_step=start if resume_from is not None else None)
     version = w.learner.align_rollout(w.rollout)
     if not saver.eval_before:
-        saver.eval_before = evaluate(w, eval_prompts, cfg, version)
+        saver.eval_before = evaluate(w, eval_prompts, cfg, version, 0)
         logger.log_eval(0, saver.eval_before)
-    for step in range(start, cfg.trainer.total_steps):
-        t0 = time.perf_counter()
-        prompts, scored, sampler_info = sampler.sample(version)
-        directives = w.controller.observe(prompt_stats(scored, memory), version)
-        explore = explore_pass(w, prompts, directives, version)
-        scored = merge_scored(scored, explore)
-        t1 = time.perf_counter()
-        assembled = assemble(scored, directives, spec, use_rollout_logp)
-        if assembled.batch.batch_size == 0:  # every sample filtered out: nothing to learn this step
-            logger.log(step, {"filter/empty_batch": 1.0} | reward_metrics(scored))
-            saver.maybe_save(step + 1, version)
-            continue
-        stats = w.learner.train_step(assembled.batch)
-        w.controller.record_learner_stats(stats)
-        memory.update(scored, stats)
-        admitted = replay.admit(scored, assembled, directives)
-        replayed = replay.maybe_replay(w.learner, directives, version)
-        t2 = time.perf_counter()
-        version, sync = w.learner.push_weights(w.rollout)
-        t3 = time.perf_counter()
-        timing = {"perf/step_seconds": t3 - t0, "perf/rollout_seconds": scored.rollout.generate_seconds,
-                  "perf/reward_seconds": scored.grade_seconds, "perf/learner_step_seconds": t2 - t1,
-                  "perf/sync_seconds": t3 - t2} | sync
-        logger.log(step, step_metrics(scored, assembled, directives, stats) | sampler_info | timing
-                   | sampler_metrics(directives, explore) | replay.metrics(admitted, replayed))
-        if cfg.trainer.eval_every and (step + 1) % cfg.trainer.eval_every == 0 and step + 1 < cfg.trainer.total_steps:
-            logger.log_eval(step + 1, evaluate(w, eval_prompts, cfg, version))
-        saver.maybe_save(step + 1, version)
-    after = evaluate(w, eval_prompts, cfg, version)
+    nonfinite = NonFiniteGuard(cfg.trainer.max_nonfinite_steps)
+    with StopOnSignal() as stop:
+        for step in range(start, cfg.trainer.total_steps):
+            t0 = time.perf_counter()
+            prompts, scored, sampler_info = sampler.sample(version, step)
+            directives = w.controller.observe(prompt_stats(scored, memory), version)
+            explore = explore_pass(w, prompts, directives, version, SeedScope(cfg.rollout.seed, "explore", step))
+            scored = merge_scored(scored, explore)
+            t1 = time.perf_counter()
+            assembled = assemble(scored, directives, spec, use_rollout_logp)
+            stats = learn(w, assembled, scored, memory)  # None when every sample was filtered out
+            admitted = replay.admit(scored, assembled, directives)
+            replayed = replay.maybe_replay(w.learner, directives, version)
+            t2 = time.perf_counter()
+            updated = stats is not None or replayed is not None
+            version, sync = w.learner.push_weights(w.rollout) if updated else (version, {})
+            t3 = time.perf_counter()
+            timing = {"perf/step_seconds": t3 - t0, "perf/rollout_seconds": scored.rollout.generate_seconds,
+                      "perf/reward_seconds": scored.grade_seconds, "perf/learner_step_seconds": t2 - t1,
+                      "perf/sync_seconds": t3 - t2} | sync
+            bad = logger.log(step, step_metrics(scored, assembled, directives, stats) | sampler_info | timing
+                             | sampler_metrics(directives, explore) | replay.metrics(admitted, replayed)
+                             | w.restart_metrics())
+            nonfinite.record(step, bad)
+            if cfg.trainer.eval_every and (step + 1) % cfg.trainer.eval_every == 0 and step + 1 < cfg.trainer.total_steps:
+                logger.log_eval(step + 1, evaluate(w, eval_prompts, cfg, version, step + 1))
+            saver.maybe_save(step + 1, version, force=stop.signum is not None or nonfinite.exceeded)
+            if stop.signum is not None or nonfinite.exceeded:
+                logger.close()
+                stop.raise_if_stopped(step + 1)
+                nonfinite.raise_if_exceeded()
+    after = evaluate(w, eval_prompts, cfg, version, cfg.trainer.total_steps)
     logger.log_eval(cfg.trainer.total_steps, after)
     logger.close()
     save_final_model(w, run_dir)
@@ -140,10 +230,20 @@ def run_loop(cfg: Config, w: Workers, stream, eval_prompts, resume_from: Optiona
     return summary
 
 
-def explore_pass(w: Workers, prompts, directives, version: int):
+def explore_pass(w: Workers, prompts, directives, version: int, scope: SeedScope):
     """UEC-RL's second sampling pass (extra samples at T' for the prompts the controller named)."""
-    extra = explore_requests(prompts, directives)
+    extra = explore_requests(prompts, directives, scope)
     return w.reward.score(w.rollout.generate(extra, version)) if extra else None
+
+
+def learn(w: Workers, assembled, scored, memory: EntropyMemory) -> Optional[LearnerStats]:
+    """One learner update on the assembled batch, reported to the controller; None if the batch is empty."""
+    if assembled.batch.batch_size == 0:
+        return None
+    stats = w.learner.train_step(assembled.batch)
+    w.controller.record_learner_stats(stats)
+    memory.update(scored, stats)
+    return stats
 
 
 def replay_sizes(cfg: Config) -> tuple[int, int]:
@@ -161,7 +261,9 @@ def save_final_model(w: Workers, run_dir: Path) -> None:
     write_hf_model(ray.get(w.learner.full_state_dict_ref()), w.learner.model_path, run_dir / "final")
 
 
-def step_metrics(scored, assembled, directives, stats) -> dict[str, float]:
+def step_metrics(scored, assembled, directives, stats: Optional[LearnerStats]) -> dict[str, float]:
+    if stats is None:  # every sample was filtered out: no learner statistics this step
+        return reward_metrics(scored) | rollout_metrics(scored) | coef_metrics(directives) | {"filter/empty_batch": 1.0}
     samples = scored.rollout.samples
     p_by_prompt = {g.prompt_id: g.n_correct / g.n for g in scored.groups}
     idx = list(stats.sample_index)

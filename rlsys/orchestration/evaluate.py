@@ -15,7 +15,7 @@ from rlsys.data.setup import build_prompt_sources
 from rlsys.models.resolve import resolve_model
 from rlsys.orchestration import cluster
 from rlsys.orchestration.actors import RewardClient, RolloutGroup
-from rlsys.orchestration.stages import difficulty_accuracy, eval_metrics, eval_requests
+from rlsys.orchestration.stages import SeedScope, difficulty_accuracy, eval_metrics, eval_requests
 from rlsys.types import Prompt
 
 
@@ -67,7 +67,7 @@ def run_eval(target: str, datasets: list[str], k: int, temperature: float, overr
     report = {}
     try:
         for source, source_prompts in prompts.items():
-            scored = reward.score(rollout.generate(eval_requests(source_prompts, k, temperature), 0))
+            scored = reward.score(rollout.generate(eval_requests(source_prompts, k, temperature, SeedScope(cfg.rollout.seed, "eval", 0)), 0))
             report[source] = eval_metrics(scored, k, temperature) | difficulty_accuracy(scored)
     finally:
         rollout.shutdown()

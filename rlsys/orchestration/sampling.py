@@ -11,8 +11,9 @@ import torch
 
 from rlsys.algo.batch import Assembled, pad_samples
 from rlsys.algo.shaping import informative_groups, replay_admit_mask
+from rlsys.config import RolloutConfig
 from rlsys.control.replay import ReplayBuffer
-from rlsys.orchestration.stages import concat_scored, regular_requests
+from rlsys.orchestration.stages import SeedScope, concat_scored, regular_requests
 from rlsys.types import ControlDirectives, LearnerStats, PromptBatch, ScoredBatch
 
 
@@ -33,21 +34,21 @@ class RegularSampler:
     (``sampler/dynamic_exhausted`` = 1 then, and the step trains on what it has).
     """
 
-    def __init__(self, stream, rollout, reward, samples_per_prompt: int, temperature: float,
-                 dynamic: tuple[bool, int] = (False, 1)):
+    def __init__(self, stream, rollout, reward, cfg: RolloutConfig, dynamic: tuple[bool, int] = (False, 1)):
         self.stream, self.rollout, self.reward = stream, rollout, reward
-        self.G, self.temperature = samples_per_prompt, temperature
+        self.G, self.temperature, self.seed = cfg.samples_per_prompt, cfg.temperature, cfg.seed
         self.dynamic, self.max_rounds = dynamic
 
-    def sample(self, policy_version: int) -> tuple[PromptBatch, ScoredBatch, dict[str, float]]:
+    def sample(self, policy_version: int, step: int) -> tuple[PromptBatch, ScoredBatch, dict[str, float]]:
         kept: Optional[ScoredBatch] = None
         want = self.stream.prompts_per_step
         dropped = rounds = 0
         while rounds < (self.max_rounds if self.dynamic else 1):
             rounds += 1
             prompts = self.stream.next_batch(policy_version)
+            scope = SeedScope(self.seed, "regular", step, rounds)
             scored = self.reward.score(self.rollout.generate(
-                regular_requests(prompts, self.G, self.temperature), policy_version))
+                regular_requests(prompts, self.G, self.temperature, scope), policy_version))
             if not self.dynamic:
                 return prompts, scored, {}
             n_correct_P = torch.tensor([g.n_correct for g in scored.groups])

@@ -7,7 +7,9 @@ evaluation (pass@1 / pass@k). No Ray calls here beyond the typed group methods p
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import statistics
+from dataclasses import dataclass
 from typing import Optional
 
 from rlsys.metrics.compute import pass_at_k
@@ -15,18 +17,41 @@ from rlsys.types import (ControlDirectives, GroupStats, LearnerStats, Prompt, Pr
                          SamplingRequest, ScoredBatch)
 
 
-def regular_requests(prompts: PromptBatch, samples_per_prompt: int, temperature: float) -> list[SamplingRequest]:
-    return [SamplingRequest(prompt=p, n=samples_per_prompt, temperature=temperature) for p in prompts.prompts]
+_SEED_MASK = 0x3FFF_FFFF  # < 2**30: the n samples of a request take seeds seed+0..n-1, all < 2**31
 
 
-def explore_requests(prompts: PromptBatch, directives: ControlDirectives) -> list[SamplingRequest]:
+@dataclass(frozen=True)
+class SeedScope:
+    """What one generate call is for: ``purpose`` ("regular", "explore", "eval") at ``step`` (and
+    ``round`` of DAPO's refill). Request i of the call samples from ``seed(i)``, a hash of the run's
+    ``rollout.seed`` and this scope, so the same config gives the same samples step for step,
+    whichever engine serves a request and however many calls it served before."""
+
+    base: int
+    purpose: str
+    step: int
+    round: int = 0
+
+    def seed(self, index: int) -> int:
+        key = f"{self.base}/{self.purpose}/{self.step}/{self.round}/{index}".encode()
+        return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") & _SEED_MASK
+
+
+def regular_requests(prompts: PromptBatch, samples_per_prompt: int, temperature: float,
+                     scope: SeedScope) -> list[SamplingRequest]:
+    return [SamplingRequest(prompt=p, n=samples_per_prompt, temperature=temperature, seed=scope.seed(i))
+            for i, p in enumerate(prompts.prompts)]
+
+
+def explore_requests(prompts: PromptBatch, directives: ControlDirectives, scope: SeedScope) -> list[SamplingRequest]:
     """UEC-RL's second pass: extra samples at the directive's temperature for the prompts it names."""
     if not directives.extra_samples:
         return []
     by_id = {p.prompt_id: p for p in prompts.prompts}
-    return [SamplingRequest(prompt=by_id[pid], n=n, temperature=t, source="explore")
-            for pid, n, t in zip(directives.prompt_ids, directives.extra_samples, directives.temperature)
-            if n > 0 and pid in by_id]
+    wanted = [(pid, n, t) for pid, n, t in zip(directives.prompt_ids, directives.extra_samples, directives.temperature)
+              if n > 0 and pid in by_id]
+    return [SamplingRequest(prompt=by_id[pid], n=n, temperature=t, seed=scope.seed(i), source="explore")
+            for i, (pid, n, t) in enumerate(wanted)]
 
 
 class EntropyMemory:
@@ -110,5 +135,6 @@ def difficulty_accuracy(scored: ScoredBatch) -> dict[str, float]:
     return {f"eval/accuracy_difficulty_{d}": s / n for d, (s, n) in sorted(sums.items())}
 
 
-def eval_requests(prompts: list[Prompt], k: int, temperature: float) -> list[SamplingRequest]:
-    return [SamplingRequest(prompt=p, n=k, temperature=temperature, source="regular") for p in prompts]
+def eval_requests(prompts: list[Prompt], k: int, temperature: float, scope: SeedScope) -> list[SamplingRequest]:
+    return [SamplingRequest(prompt=p, n=k, temperature=temperature, seed=scope.seed(i), source="regular")
+            for i, p in enumerate(prompts)]

@@ -18,7 +18,6 @@ i.e. the learner's ``log_softmax(logits / T)`` exactly when ``top_p == 1``. vLLM
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -35,7 +34,7 @@ from rlsys.types import Sample, SamplingRequest
 
 WORKER_EXTENSION = "rlsys.rollout.worker_ext.RlsysWorkerExtension"
 LOGPROBS_MODE = "processed_logprobs"  # log-probs of the temperature-scaled distribution (see above)
-_SEED_MASK = 0x3FFF_FFFF  # vLLM gives the n children of a request seeds seed+0..n-1: stay < 2**31
+MAX_REQUEST_SEED = 2**31 - 1  # vLLM gives the n children of a request seeds seed+0..n-1, each < 2**31
 
 
 class VLLMRolloutEngine:
@@ -55,7 +54,6 @@ class VLLMRolloutEngine:
         self.worker_index = worker_index
         self.policy_version = 0
         self.last_load_seconds = 0.0
-        self._calls = 0  # generate() calls so far: part of every request's seed
         _set_platform_env(cfg)
         start = time.perf_counter()
         self._llm = LLM(**_llm_kwargs(cfg, model_path, worker_index, dtype))
@@ -76,9 +74,8 @@ class VLLMRolloutEngine:
         the served version: a mismatch means a weight sync was missed.
         """
         self._check_version(policy_version)
-        self._calls += 1
         prompts = [TokensPrompt(prompt_token_ids=list(r.prompt.token_ids)) for r in requests]
-        params = [self._sampling_params(r, i) for i, r in enumerate(requests)]
+        params = [self._sampling_params(r) for r in requests]
         outputs = self._llm.generate(prompts, params, use_tqdm=False)
         return [sample for req, out in zip(requests, outputs) for sample in self._samples(req, out)]
 
@@ -96,17 +93,14 @@ class VLLMRolloutEngine:
         return [[out.prompt_logprobs[t][ids[t]].logprob for t in range(p, len(ids))]
                 for ids, p, out in zip(token_ids, prompt_lens, outputs)]
 
-    def _sampling_params(self, req: SamplingRequest, index: int) -> SamplingParams:
+    def _sampling_params(self, req: SamplingRequest) -> SamplingParams:
+        if not 0 <= req.seed <= MAX_REQUEST_SEED - req.n:
+            raise ValueError(f"request seed {req.seed} with n={req.n} leaves [0, 2**31)")
         return SamplingParams(
             n=req.n, temperature=req.temperature, top_p=self.cfg.top_p,
             max_tokens=self.cfg.max_new_tokens, logprobs=0,  # 0 = only the sampled token's
-            stop_token_ids=self._stop_token_ids, seed=self._request_seed(index),
+            stop_token_ids=self._stop_token_ids, seed=req.seed,
         )
-
-    def _request_seed(self, index: int) -> int:
-        """Reproducible per-request seed: a hash of (cfg.seed, worker, call counter, request index)."""
-        key = f"{self.cfg.seed}/{self.worker_index}/{self._calls}/{index}".encode()
-        return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") & _SEED_MASK
 
     def _samples(self, req: SamplingRequest, output) -> list[Sample]:
         prompt_ids = tuple(req.prompt.token_ids)

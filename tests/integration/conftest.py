@@ -31,6 +31,16 @@ class Stack:
     rollout: object
     reward: object
 
+    def serve_base_weights(self) -> int:
+        """Make the shared engines serve the base model again (an earlier test may have trained them),
+        at a new policy version; returns it. Tests that sample without a learner call this first."""
+        import ray
+
+        version = max(self.rollout.policy_versions()) + 1
+        blob = (Path(self.model_path) / "model.safetensors").read_bytes()
+        self.rollout.load_weights(ray.put(blob), version)
+        return version
+
 
 @pytest.fixture(scope="session")
 def ray_cluster():

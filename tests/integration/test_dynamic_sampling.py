@@ -21,20 +21,16 @@ def sampler_for(stack, *overrides):
 
     cfg = integration_config(*overrides)
     stream, _ = build_prompt_sources(cfg.data, stack.model_path)
-    sampler = RegularSampler(stream, stack.rollout, stack.reward, cfg.rollout.samples_per_prompt,
-                             cfg.rollout.temperature, (True, cfg.algo.dynamic_sampling_max_rounds))
+    sampler = RegularSampler(stream, stack.rollout, stack.reward, cfg.rollout,
+                             (True, cfg.algo.dynamic_sampling_max_rounds))
     return sampler, stream
-
-
-def current_version(stack) -> int:
-    return stack.rollout.policy_versions()[0]
 
 
 def test_dynamic_sampling_keeps_only_informative_groups(stack):
     # Levels 1 and 3: level-3 groups are mostly all-wrong and some level-1 groups all-right,
     # so the first round almost surely drops groups and must refill.
     sampler, stream = sampler_for(stack, "data.difficulties=[1,3]", "algo.dynamic_sampling_max_rounds=12")
-    prompts, kept, info = sampler.sample(current_version(stack))
+    prompts, kept, info = sampler.sample(stack.serve_base_weights(), step=0)
     P, G = stream.prompts_per_step, sampler.G
     assert info["sampler/dynamic_exhausted"] == 0.0, info
     assert len(kept.groups) == P and len(prompts.prompts) == P
@@ -59,7 +55,7 @@ def test_dynamic_sampling_reports_exhaustion(stack):
     # Level 5 (two-digit products): the tiny model essentially never solves them, every group is
     # all-wrong, so 2 rounds cannot fill the batch.
     sampler, _ = sampler_for(stack, "data.difficulties=[5]", "algo.dynamic_sampling_max_rounds=2")
-    _, kept, info = sampler.sample(current_version(stack))
+    _, kept, info = sampler.sample(stack.serve_base_weights(), step=0)
     assert info["sampler/dynamic_exhausted"] == 1.0
     assert info["sampler/dynamic_rounds"] == 2.0
     assert info["sampler/dynamic_dropped_groups"] + len(kept.groups) == 2 * sampler.stream.prompts_per_step

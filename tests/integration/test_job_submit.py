@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import shutil
 import subprocess
 import sys
@@ -15,16 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.ports import PortBlock, ray_start_port_args
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(cmd, env, timeout=600, check=True):
@@ -39,22 +34,26 @@ def head(tmp_path):
     env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}", "DS_ACCELERATOR": "cpu",
                         "VLLM_CPU_KVCACHE_SPACE": "1", "RAY_ADDRESS": ""}
     env.pop("RAY_ADDRESS")
-    gcs, dash = free_port(), free_port()
+    ports = PortBlock()  # held until the test ends: no other test or cluster gets these
+    gcs, dash = ports.port(0), ports.port(1)
     temp_dir = tempfile.mkdtemp(prefix="rlsys-ray-")  # short: Ray's unix socket paths are limited to 107 bytes
     run([str(BIN / "ray"), "get-auth-token", "--generate"], env)
-    run([str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
-         "--num-cpus", "4", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
-         # Own ports throughout: the session's embedded cluster already holds Ray's default ones.
-         "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
-         "--metrics-export-port", str(free_port()), "--runtime-env-agent-port", str(free_port()),
-         "--ray-client-server-port", str(free_port()), "--node-manager-port", str(free_port()),
-         "--object-manager-port", str(free_port()),
-         "--disable-usage-stats", "--temp-dir", temp_dir], env, timeout=180)
+    ports.release()
+    try:
+        run([str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
+             "--num-cpus", "4", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
+             "--ray-client-server-port", str(ports.port(2)), *ray_start_port_args(ports),
+             "--disable-usage-stats", "--temp-dir", temp_dir], env, timeout=180)
+    except BaseException:
+        stop_cluster(temp_dir)
+        ports.close()
+        raise
     try:
         yield env, f"http://127.0.0.1:{dash}"
     finally:
         stop_cluster(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
+        ports.close()
 
 
 def stop_cluster(temp_dir: str) -> None:

@@ -48,11 +48,11 @@ def hf_token_logprobs(model, token_ids: list[int], start: int, temperature: floa
     return [logp_TV[t - 1, token_ids[t]].item() for t in range(start, len(token_ids))]
 
 
-def make_requests(tokenizer, texts, ns, temps, source="regular"):
+def make_requests(tokenizer, texts, ns, temps, source="regular", seed0=1000):
     from rlsys.types import Prompt, SamplingRequest
 
     return [SamplingRequest(prompt=Prompt(prompt_id=f"p{i}", text=t, token_ids=tuple(tokenizer.encode(t)),
-                                          reference=""), n=n, temperature=temp, source=source)
+                                          reference=""), n=n, temperature=temp, seed=seed0 + 100 * i, source=source)
             for i, (t, n, temp) in enumerate(zip(texts, ns, temps))]
 
 
@@ -129,6 +129,16 @@ def test_generation_throughput(engine, tokenizer):
     assert reasons["stop"] > 0 and reasons["length"] > 0
     # different seeds per request and per child: the 8 samples of a prompt are not all equal
     assert len({s.response_token_ids for s in samples[:8]}) > 1
+
+
+def test_samples_depend_on_the_request_seed_not_on_earlier_calls(engine, tokenizer):
+    texts = [f"{i}*{i + 3}=" for i in range(6)]
+    first = engine.generate(make_requests(tokenizer, texts, ns=[4] * 6, temps=[1.0] * 6))
+    engine.generate(make_requests(tokenizer, ["9+9="], ns=[3], temps=[1.0], seed0=5))  # an unrelated call between
+    again = engine.generate(make_requests(tokenizer, texts, ns=[4] * 6, temps=[1.0] * 6))
+    assert [s.response_token_ids for s in again] == [s.response_token_ids for s in first]
+    other = engine.generate(make_requests(tokenizer, texts, ns=[4] * 6, temps=[1.0] * 6, seed0=7))
+    assert [s.response_token_ids for s in other] != [s.response_token_ids for s in first]
 
 
 def test_load_weights_serves_new_weights(engine, tokenizer, model_dir):
