@@ -157,23 +157,29 @@ def test_countdown_use_all_and_bad_reference():
 
 
 # ---------------------------------------------------------------- code sandbox (imported explicitly)
+# The escapes it blocks are in tests/unit/test_code_sandbox.py; here only the verifier contract.
 
-def test_code_sandbox(tmp_path):
+def test_code_verifier_scores_and_reasons():
     from rlsys.reward import code_sandbox
 
+    code_sandbox.check_sandbox()  # this machine can build the sandbox (CI runs as root)
     tests = "assert add(2, 3) == 5\n"
     good = "Here you go:\n```python\ndef add(a, b):\n    return a + b\n```"
-    assert code_sandbox.verify_code(good, tests).score == 1.0
-    assert code_sandbox.verify_code("def add(a, b):\n    return a - b", tests).score == 0.0
-    assert code_sandbox.verify_code("", tests).score == 0.0
-    # A busy loop is cut by the wall limit; memory past the rlimit fails inside the sandbox.
-    assert code_sandbox.run_python("while True:\n    pass\n", wall_limit_s=0.5)[0] is None
-    code, stderr = code_sandbox.run_python("x = bytearray(4 * 1024 ** 3)\n")
-    assert code != 0 and "MemoryError" in stderr
-    # Environment scrubbed and cwd a fresh temp dir.
-    assert code_sandbox.run_python("import os\nassert 'VIRTUAL_ENV' not in os.environ\n"
-                                   f"assert os.getcwd() != {str(tmp_path)!r}\n")[0] == 0
-    if code_sandbox.network_isolation_prefix():  # no network namespace here -> nothing to check
-        # a fresh network namespace has only a loopback device, and it is down
-        net = "import socket\nnames = [n for _, n in socket.if_nameindex()]\nassert names == ['lo'], names\n"
-        assert code_sandbox.run_python(net) == (0, "")
+    assert code_sandbox.verify_code(good, tests) == VerifyResult(1.0, "def add(a, b):\n    return a + b\n",
+                                                                  "tests passed")
+    wrong = code_sandbox.verify_code("def add(a, b):\n    return a - b", tests)
+    assert (wrong.score, wrong.reason) == (0.0, "tests failed: AssertionError")
+    assert code_sandbox.verify_code("", tests) == VerifyResult(0.0, None, "no code found")
+    missing = code_sandbox.verify_code("def plus(a, b):\n    return a + b", tests)
+    assert (missing.score, missing.reason) == (0.0, "tests failed: NameError")
+
+
+def test_code_verifier_refuses_to_run_unsandboxed(monkeypatch):
+    from rlsys.reward import code_sandbox
+
+    def unavailable():
+        raise code_sandbox.SandboxUnavailable("no namespaces here")
+
+    monkeypatch.setattr(code_sandbox, "check_sandbox", unavailable)
+    result = code_sandbox.verify_code("def add(a, b):\n    return a + b", "assert add(2, 3) == 5")
+    assert result.score is None and result.reason == "code sandbox unavailable: no namespaces here"
