@@ -1,7 +1,9 @@
 """RewardService: real worker processes, a really hanging verifier (tests/unit/helpers_hang.py loaded
-by dotted path in the workers), crash and replacement, ordering, and ScoredBatch group statistics."""
+by dotted path in the workers), crash and replacement, ordering, ScoredBatch group statistics, and
+verifiers that kill their worker, its forkserver or its process group (tests/unit/helpers_kill.py)."""
 import json
 import math
+import time
 
 import pytest
 
@@ -9,6 +11,7 @@ from rlsys.reward.service import GradeReport, RewardService, group_stats
 from rlsys.types import Prompt, RolloutBatch, Sample, VerifyResult
 
 HANG = "tests.unit.helpers_hang:hang_verifier"
+KILL = "tests.unit.helpers_kill:kill_verifier"
 CODE = "rlsys.reward.code_sandbox:verify_code"
 TIMEOUT_S = 1.0
 
@@ -93,6 +96,11 @@ def test_bad_verifier_path_fails_at_start_up():
         RewardService(num_workers=1, timeout_s=1.0, verifier_paths=("no_such_module:fn",))
 
 
+def test_failing_startup_check_fails_at_start_up():
+    with pytest.raises(RuntimeError, match="cannot be set up here"):
+        RewardService(num_workers=1, timeout_s=1.0, verifier_paths=("tests.unit.helpers_kill:unavailable_verifier",))
+
+
 def test_invalid_arguments():
     with pytest.raises(ValueError):
         RewardService(num_workers=0, timeout_s=1.0)
@@ -137,3 +145,41 @@ def test_group_stats_counts_ungradable_as_zero_and_threshold_half():
     assert g.mean == pytest.approx(0.4975)
     slow_std = math.sqrt(sum((x - 0.4975) ** 2 for x in (0, 0.5, 0.49, 1)) / 4)
     assert g.std == pytest.approx(slow_std)
+
+
+# ---------------------------------------------------------------- answers that kill the grading processes
+# Last in this file: killing the forkserver also kills the workers of the module's other services (they
+# share it), which those services then replace at their next batch.
+
+@pytest.fixture(scope="module")
+def killable():
+    with RewardService(num_workers=2, timeout_s=5.0, verifier_paths=(KILL,)) as svc:
+        yield svc
+
+
+@pytest.mark.parametrize("killer", ["KILL_WORKER", "KILL_GROUP", pytest.param("KILL_FORKSERVER", marks=pytest.mark.slow)])
+def test_an_answer_that_kills_its_worker_or_forkserver_does_not_disable_grading(killable, killer):
+    requests = [("test_kill", f"r{i}", f"r{i}") for i in range(10)]
+    requests[4] = ("test_kill", killer, "")
+    t0 = time.monotonic()
+    results, report = killable.grade(requests)
+    # The answers that died with it were graded again (alone) and count; the killer died twice.
+    assert [r.score for i, r in enumerate(results) if i != 4] == [1.0] * 9
+    assert results[4].score is None and "crashed twice on this answer" in results[4].reason
+    assert report.num_ungradable == 1 and report.num_worker_deaths >= 2
+    assert time.monotonic() - t0 < 60  # two restarts (a forkserver restart is ~2 s), not a 180 s block
+    again, report = killable.grade([("test_kill", "a", "a"), ("test_kill", "b", "c")] * 4)
+    assert [r.score for r in again] == [1.0, 0.0] * 4 and report.num_worker_deaths == 0
+
+
+@pytest.mark.slow
+def test_a_forkserver_killed_between_batches_is_noticed_at_the_next(killable, plain):
+    results, _ = killable.grade([("test_kill", "KILL_FORKSERVER_LATER", "x"), ("test_kill", "a", "a")])
+    assert [r.score for r in results] == [0.0, 1.0]
+    time.sleep(1.5)  # the forkserver is gone, and every worker of both services with it
+    t0 = time.monotonic()
+    results, report = killable.grade([("test_kill", f"r{i}", f"r{i}") for i in range(6)])
+    assert [r.score for r in results] == [1.0] * 6 and report.num_ungradable == 0
+    results, _ = plain.grade([("arithmetic", "the answer is 4", "4")] * 3)
+    assert [r.score for r in results] == [1.0] * 3
+    assert time.monotonic() - t0 < 60
