@@ -83,6 +83,7 @@ class VerifyResult:
     score: Optional[float]
     parsed: Optional[str]
     reason: str
+    guard_rejected: bool = False  # graded 0 (or None, for a reference) by a static cost check, never reached sympy
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,8 @@ def reward_metrics(scored: ScoredBatch) -> dict[str, float]:
     """Regular-pass rewards (``scored.groups`` describe the regular pass; UEC-RL's exploration samples
     are left out): reward/mean (ungradable = 0), reward/ungradable_rate (score None, timeouts included),
     reward/verifier_timeout_rate (answers past the service's time limit, over all graded answers of both
-    passes), reward/grading_seconds, reward/accuracy_mean
+    passes), reward/guard_rejected_rate (answers the math verifier's cost guard refused before sympy, over
+    the same), reward/grading_seconds, reward/accuracy_mean
     (sum n_correct / sum n over groups), reward/frac_all_wrong, reward/frac_all_right,
     reward/frac_degenerate_groups (reward std < ZERO_ADV_TOL, i.e. zero GRPO advantage), and
     reward/p_hist/<bucket> prompt counts."""
@@ -51,6 +52,7 @@ def reward_metrics(scored: ScoredBatch) -> dict[str, float]:
         out["reward/ungradable_rate"] = sum(r.score is None for r in regular) / len(regular)
     if scored.results:
         out["reward/verifier_timeout_rate"] = scored.timeout_count / len(scored.results)
+        out["reward/guard_rejected_rate"] = sum(r.guard_rejected for r in scored.results) / len(scored.results)
     out["reward/grading_seconds"] = float(scored.grade_seconds)
     groups = [g for g in scored.groups if g.n > 0]
     if groups:

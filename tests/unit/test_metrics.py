@@ -58,6 +58,10 @@ def test_reward_metrics_hand_worked():
     timed = reward_metrics(dataclasses.replace(merged, timeout_count=1, grade_seconds=0.5))
     assert timed["reward/verifier_timeout_rate"] == pytest.approx(1 / 14)
     assert timed["reward/grading_seconds"] == 0.5
+    assert m["reward/guard_rejected_rate"] == 0.0
+    # guard rejections count like timeouts, over every graded answer: 2 flagged of 14 -> 1/7
+    flagged = tuple(dataclasses.replace(r, guard_rejected=i in (0, 13)) for i, r in enumerate(merged.results))
+    assert reward_metrics(dataclasses.replace(merged, results=flagged))["reward/guard_rejected_rate"] == pytest.approx(1 / 7)
     assert m["reward/frac_all_wrong"] == pytest.approx(1 / 3)
     assert m["reward/frac_all_right"] == pytest.approx(1 / 3)
     assert m["reward/frac_degenerate_groups"] == pytest.approx(2 / 3)  # q1 and q2
