@@ -1,41 +1,66 @@
-"""The ``math`` verifier: extract the final answer of a worked solution, compare it with math-verify.
+"""The ``math`` verifier: the final answer of a worked solution against a reference, on math-verify.
 
-Extraction is ours (last complete ``\\boxed{}``, else the text after the last "answer is"/"Answer:",
-else the last math span or number near the end); equivalence is math-verify's ``parse``/``verify``
-with its signal-based timeouts switched off (they fail off the main thread): the grading service
-enforces the time limit by killing the worker. Must not import ray, vllm or deepspeed (torch comes
-in only through rlsys.types).
+Extraction and equivalence are math-verify's (its LaTeX and plain-number extraction patterns, in its
+priority order, and its ``verify``); our own code sits around them only where we deliberately
+differ, each difference listed in docs/grading.md with its reason. A static guard
+(rlsys.reward.math_guard) refuses pathological answers in milliseconds before sympy sees them;
+the grading service's per-answer timeout stays the last line of defence. math-verify's
+signal-based timeouts are off (they fail off the main thread). Nothing here evaluates model
+output: plain expressions go through a small grammar of our own, not sympy's eval-based
+``parse_expr``. Must not import ray, vllm or deepspeed (torch comes in only through rlsys.types).
 """
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import re
-import unicodedata
+from dataclasses import dataclass
+from typing import Optional
 
+from rlsys.reward.math_guard import check_expr, check_text
 from rlsys.reward.verifiers import register_verifier
 from rlsys.types import VerifyResult
 
-TAIL_CHARS = 4000  # the final answer sits at the end; regexes only see this tail, which bounds their cost
-MAX_ANSWER_CHARS = 400  # a longer "final answer" is not one; refusing it bounds the work sympy is given
-# Parsing cost grows steeply with nesting (measured: 10 nested parentheses ~1.4 s, 20 ~4 s; 13 nested
-# \frac ~0.8 s, 30 never finishes), and real final answers rarely nest past 4.
-MAX_NESTING = 10
+TAIL_CHARS = 3000  # the final answer sits at the end; the extraction patterns only see this tail
 MAX_SCAN_CHARS = 5000  # brace matching gives up past this (an unterminated \boxed{ in a megabyte reply)
 MAX_BOXED_TRIES = 20  # how many \boxed occurrences, from the last, may be unterminated before giving up
+MAX_BOXES = 12  # boxes read together as one solution set
 
+_LOOKALIKES = str.maketrans({"\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00d7": "\\times ",
+                             "\u00f7": "\\div ", "\u00a0": " ", "\u2009": " ", "\u202f": " "})
+_SUPERSCRIPT = str.maketrans("\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079\u207b\u207a",
+                             "0123456789-+")
+_SUPERSCRIPT_RUN_RE = re.compile("[\u2070\u00b9\u00b2\u00b3\u2074-\u2079\u207b\u207a]+")
+_PY_POWER_RE = re.compile(r"(?<=[\w)}])\*\*(?=[\w({])")  # x**2 (Python power), not **bold**
+_SPACED_THOUSANDS_RE = re.compile(r"(?<![\d.,])\d{1,3}(?:(?: |\\,|\\ |\{,\})\d{3})+(?![\d])")
+# What may stand between boxes that together give one solution set: "\boxed{1}, \boxed{2} and \boxed{3}"
+_BOX_GAP_RE = re.compile(r"(?:\s|[,;$.]|\\quad|\\qquad|\\,|\\text\{\s*(?:and|or|,)?\s*\}|\band\b|\bor\b)*")
 _ANSWER_PHRASE_RE = re.compile(r"answer\**\s*(?:is|:|=)[ \t:*]*", re.IGNORECASE)
-_MATH_SPAN_RE = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
-_NUMBER = r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?%?"
-_ATOM_RE = re.compile(_MATH_SPAN_RE.pattern + "|(" + _NUMBER + ")", re.DOTALL)
 _SENTENCE_END_RE = re.compile(r"\.(?:\s|$)")
-_TRAILING_WORDS_RE = re.compile(r"(?<=[\d}])\s+[A-Za-z][A-Za-z ]*$")  # "12 apples" -> "12"
-_LOOKALIKES = str.maketrans({"\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00d7": "\\times ", "\u00f7": "/"})
+_MATH_SPAN_RE = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
 
 
-def _braced_after(text: str, i: int) -> str | None:
-    """Content of the ``{...}`` group starting at ``text[i]`` (after spaces), braces balanced;
-    escaped ``\\{``/``\\}`` do not count. None if there is no group or it does not close in time."""
+# ---------------------------------------------------------------- text before extraction
+
+def normalize_text(text: str) -> str:
+    """Our pre-normalisation (docs/grading.md): Unicode minus/dashes/times/divide and thin spaces to
+    LaTeX, superscript digits to ``^{..}``, an escaped dollar (currency) dropped, Python ``**`` to ``^``."""
+    text = text.translate(_LOOKALIKES)
+    text = _SUPERSCRIPT_RUN_RE.sub(lambda m: "^{" + m.group(0).translate(_SUPERSCRIPT) + "}", text)
+    return _PY_POWER_RE.sub("^", text.replace("\\$", ""))
+
+
+def join_spaced_thousands(latex: str) -> str:
+    """``1 000`` / ``1\\,000`` / ``1{,}000`` -> ``1000`` (LaTeX reads the space as a product)."""
+    return _SPACED_THOUSANDS_RE.sub(lambda m: re.sub(r"\D", "", m.group(0)), latex)
+
+
+# ---------------------------------------------------------------- boxes
+
+def _braced_after(text: str, i: int) -> tuple[str, int] | None:
+    """(content, index after the closing brace) of the ``{...}`` group at ``text[i]`` (after spaces),
+    braces balanced and escaped ``\\{``/``\\}`` not counted; None if there is none or it does not close."""
     n = len(text)
     while i < n and text[i] == " ":
         i += 1
@@ -52,23 +77,43 @@ def _braced_after(text: str, i: int) -> str | None:
         elif c == "}":
             depth -= 1
             if depth == 0:
-                return text[i + 1:j]
+                return text[i + 1:j], j + 1
         j += 1
     return None
 
 
-def find_boxed(text: str) -> str | None:
-    """Content of the last *complete* ``\\boxed{...}`` or ``\\fbox{...}`` in ``text``, else None."""
-    pos = len(text)
+def _last_box(text: str, end: int) -> tuple[int, int, str] | None:
+    """(start, end, content) of the last complete ``\\boxed{}``/``\\fbox{}`` starting before ``end``."""
+    pos = end
     for _ in range(MAX_BOXED_TRIES):
         start, tok_len = max((text.rfind("\\boxed", 0, pos), 6), (text.rfind("\\fbox", 0, pos), 5))
         if start < 0:
             return None
-        content = _braced_after(text, start + tok_len)
-        if content is not None:
-            return content
+        found = _braced_after(text, start + tok_len)
+        if found is not None and found[1] <= end:
+            return start, found[1], found[0]
         pos = start
     return None
+
+
+def find_boxes(text: str) -> list[str]:
+    """Contents of the last complete box and of the boxes right before it that are separated from it
+    only by commas, "and"/"or" and spacing (one solution set written box by box), in order."""
+    boxes: list[str] = []
+    end = len(text)
+    while len(boxes) < MAX_BOXES:
+        box = _last_box(text, end)
+        if box is None or (boxes and not _BOX_GAP_RE.fullmatch(text, box[1], end)):
+            break
+        boxes.append(box[2])
+        end = box[0]
+    return boxes[::-1]
+
+
+def find_boxed(text: str) -> str | None:
+    """Content of the last complete ``\\boxed{...}`` or ``\\fbox{...}`` in ``text``, else None."""
+    box = _last_box(text, len(text))
+    return None if box is None else box[2]
 
 
 def find_answer_phrase(text: str) -> str | None:
@@ -86,101 +131,226 @@ def find_answer_phrase(text: str) -> str | None:
     return _SENTENCE_END_RE.split(rest, maxsplit=1)[0]
 
 
-def find_last_atom(text: str) -> str | None:
-    """The last LaTeX math span (``$..$``, ``$$..$$``, ``\\(..\\)``, ``\\[..\\]``) or bare number."""
-    match = None
-    for match in _ATOM_RE.finditer(text[-TAIL_CHARS:]):
-        pass
-    return None if match is None else next(g for g in match.groups() if g is not None)
+# ---------------------------------------------------------------- parsing on math-verify
 
+@dataclass(frozen=True)
+class Parsed:
+    """One answer read: math-verify values (sympy objects or strings), the text they came from,
+    where it was found, and why it was refused (None if it was not)."""
 
-def clean_answer(answer: str) -> str:
-    """Normalise an extracted answer for parsing: unicode look-alikes, markdown bold, delimiters,
-    trailing punctuation and unit words, python ``**`` powers, unescaped ``%`` and ``$``."""
-    s, previous = unicodedata.normalize("NFKC", answer).translate(_LOOKALIKES), None
-    while s != previous:  # "**$42$**." -> "42", whatever the nesting order
-        previous = s
-        s = s.strip().strip("*$").rstrip(".,;:!?")
-        if s.startswith(("\\(", "\\[")) and s.endswith(("\\)", "\\]")):
-            s = s[2:-2]
-    s = s.replace("**", "^")
-    s = re.sub(r"(?<!\\)%", r"\\%", s)
-    s = re.sub(r"(?<!\\)\$", " ", s)
-    return _TRAILING_WORDS_RE.sub("", s).strip()
-
-
-def extract_final_answer(response: str) -> tuple[str | None, str]:
-    """(cleaned final answer or None, where it came from)."""
-    for source, finder in (("boxed", find_boxed), ("answer phrase", find_answer_phrase),
-                           ("last expression", find_last_atom)):
-        found = finder(response)
-        if found is not None and found.strip():
-            return clean_answer(found), source
-    return None, "no final answer found"
+    values: tuple
+    text: str
+    source: str
+    refused: Optional[str] = None
 
 
 @functools.lru_cache(maxsize=1)
-def _math_verify():
-    """Imported lazily so that registering the verifiers stays cheap; its 'timeout disabled' warning is
-    silenced because the grading service enforces the time limit instead. Only the LaTeX extractor
-    is used: it is a grammar, whereas ExprExtractionConfig hands text to sympy's eval-based parse_expr."""
+def _mv():
+    """math-verify, imported lazily so that registering the verifiers stays cheap; its 'timeout disabled'
+    warnings are silenced because the grading service enforces the time limit instead."""
     import math_verify
+    from math_verify import parser
 
     for name in ("math_verify", "latex2sympy2_extended"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    config = [math_verify.LatexExtractionConfig(boxed_match_priority=0)]
-    return math_verify, config
+    latex = math_verify.LatexExtractionConfig(boxed_match_priority=-1)  # boxes are found by find_boxes
+    boxed = math_verify.LatexExtractionConfig(boxed_match_priority=0)
+    search = parser.get_extraction_regexes([latex, math_verify.ExprExtractionConfig()])
+    return math_verify, parser, search, parser.get_extraction_regexes([boxed])
 
 
-def parse_latex(latex: str) -> list:
-    """math-verify's parse of one answer, wrapped in ``$..$`` (a bare ``2\\sqrt{2}`` parses as 2)."""
-    mv, config = _math_verify()
-    return mv.parse(f"${latex}$", extraction_config=config, parsing_timeout=None)
+def _answer_span(match: re.Match) -> str:
+    """The part of a pattern match that is the answer (without "The final answer is" before it)."""
+    starts = [match.start(g) for g, v in match.groupdict().items() if v]
+    return match.string[min(starts, default=match.start()):match.end()]
+
+
+def _read_match(match: re.Match, target) -> tuple[object, Optional[str]]:
+    """(value or None, refusal or None) for one pattern match, math-verify's extractor for LaTeX and
+    numbers, our grammar (not sympy's eval-based parse_expr) for plain expressions."""
+    mv, parser, _, _ = _mv()
+    refused = check_text(_answer_span(match))
+    if refused:
+        return None, refused
+    if isinstance(target, mv.LatexExtractionConfig):
+        value, _ = parser.extract_latex(match, target)
+    elif match.groupdict().get("expr"):
+        value = parse_plain(match.group("expr"))
+    else:
+        value, _ = parser.extract_expr(match)  # a number: sympy.Number of the digits, no eval
+    return value, None
+
+
+def search_answer(text: str, regexes) -> tuple[Optional[Parsed], Optional[Parsed]]:
+    """math-verify's extraction order: patterns by priority; within one, the rightmost match first;
+    the first match that parses wins. Returns (parsed, refused): the refusal of a match that the
+    guard stopped, if that came first."""
+    patterns = sorted(((p, t, pr) for ps, t in regexes for p, pr in ps), key=lambda x: x[2])
+    for _, group in itertools.groupby(patterns, key=lambda x: x[2]):
+        matches = sorted(((m, t) for p, t, _ in group for m in p.finditer(text)),
+                         key=lambda mt: (mt[0].end(), -mt[0].start()), reverse=True)
+        for match, target in matches:
+            value, refused = _read_match(match, target)
+            span = _answer_span(match).strip()
+            if refused:
+                return None, Parsed((), span, "search", refused)
+            if value is not None:
+                return Parsed((value,), span, "search"), None
+    return None, None
+
+
+def parse_latex_answer(latex: str, source: str) -> Parsed:
+    """One answer written in LaTeX (a box's content, a reference), read the way math-verify reads
+    ``\\boxed{latex}``; a whole-text plain number first (``1 000``), by math-verify's number pattern."""
+    latex = join_spaced_thousands(latex.strip())
+    refused = check_text(latex)
+    if refused:
+        return Parsed((), latex, source, refused)
+    _, _, _, boxed = _mv()
+    found, refusal = search_answer("\\boxed{" + latex + "}", boxed)
+    values = found.values if found else ()
+    return Parsed(values, latex, source, refusal.refused if refusal else None)
+
+
+def _union(parts: list[Parsed]) -> Parsed:
+    from latex2sympy2_extended.sets import FiniteSet
+
+    elements = []
+    for part in parts:
+        if part.refused or not part.values or isinstance(part.values[0], str):
+            return part
+        value = part.values[0]
+        elements.extend(value.args if isinstance(value, FiniteSet) else [value])
+    return Parsed((FiniteSet(*elements),), ", ".join(p.text for p in parts), "boxed set")
+
+
+def _is_multi(values: tuple) -> bool:
+    from latex2sympy2_extended.sets import FiniteSet
+
+    return bool(values) and isinstance(values[0], FiniteSet) and len(values[0]) > 1
+
+
+def read_response(response: str, reference_is_multi: bool = False) -> Parsed:
+    """The final answer of a worked solution: the last complete box (all trailing boxes as one set when
+    the reference has several elements and the last box has one); else math-verify's search of the
+    tail; else the text after "The answer is" (a word answer such as "Monday")."""
+    text = normalize_text(response)
+    boxes = find_boxes(text)
+    if boxes:
+        last = parse_latex_answer(boxes[-1], "boxed")
+        if reference_is_multi and len(boxes) > 1 and not last.refused and not _is_multi(last.values):
+            return _union([parse_latex_answer(b, "boxed") for b in boxes])
+        return last
+    _, _, search, _ = _mv()
+    found, refusal = search_answer(text[-TAIL_CHARS:], search)
+    if found or refusal:
+        return found or refusal
+    phrase = (find_answer_phrase(text) or "").strip().strip("*$").rstrip(".,;:!?").strip()
+    return Parsed((), phrase or "", "answer phrase" if phrase else "no final answer found")
 
 
 @functools.lru_cache(maxsize=8192)
-def _parse_reference(reference: str) -> tuple:
-    mv, config = _math_verify()
-    if "$" in reference or "\\boxed" in reference:
-        return tuple(mv.parse(reference, extraction_config=config, parsing_timeout=None))
-    return tuple(parse_latex(clean_answer(reference)))
+def read_reference(reference: str) -> Parsed:
+    """A reference answer: plain LaTeX (``\\frac{3}{4}``, ``-3, 2``), or a solution with a box/``$``."""
+    text = normalize_text(reference)
+    if "\\boxed" in text or "\\fbox" in text or "$" in text:
+        return read_response(text)
+    return parse_latex_answer(text, "reference")
 
 
-def nesting_depth(s: str) -> int:
-    """Deepest nesting of (), [] and {} (unbalanced closers are ignored)."""
-    depth = deepest = 0
-    for c in s:
-        if c in "([{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif c in ")]}" and depth:
-            depth -= 1
-    return deepest
+# ---------------------------------------------------------------- plain expressions, our grammar
 
+_PLAIN_TOKEN_RE = re.compile(r"\s*(?:(\d+(?:\.\d*)?|\.\d+)|(.))")
+
+
+def parse_plain(expr: str):
+    """``2^3^2``, ``(1+2)*3``, ``7 ÷ 2`` as an unevaluated sympy expression (``^`` is right-associative),
+    or None. A recursive-descent grammar over numbers, + - * / ^ and parentheses only: nothing is
+    evaluated, and the guard bounds the result before sympy compares it."""
+    import sympy
+
+    tokens = [m.group(1) or m.group(2) for m in _PLAIN_TOKEN_RE.finditer(expr.replace("\n", " ")) if m.group(0).strip()]
+    tokens = [{"×": "*", "÷": "/", "\\times": "*", "\\div": "/"}.get(t, t) for t in tokens]
+    pos = 0
+
+    def peek():
+        return tokens[pos] if pos < len(tokens) else None
+
+    def take():
+        nonlocal pos
+        pos += 1
+        return tokens[pos - 1]
+
+    def atom(depth: int):
+        tok = take() if peek() is not None else None
+        if tok == "(":
+            value = add(depth + 1)
+            if take() != ")":
+                raise ValueError("unbalanced")
+            return value
+        if tok == "-":
+            return sympy.Mul(-1, power(depth + 1), evaluate=False)
+        if tok is None or not (tok[0].isdigit() or tok[0] == "."):
+            raise ValueError(f"unexpected {tok!r}")
+        return sympy.Number(tok)
+
+    def power(depth: int):
+        if depth > 50:
+            raise ValueError("too deep")
+        base = atom(depth)
+        if peek() == "^":
+            take()
+            return sympy.Pow(base, power(depth + 1), evaluate=False)
+        return base
+
+    def mul(depth: int):
+        value = power(depth)
+        while peek() in ("*", "/"):
+            op, rhs = take(), power(depth)
+            value = sympy.Mul(value, rhs if op == "*" else sympy.Pow(rhs, -1, evaluate=False), evaluate=False)
+        return value
+
+    def add(depth: int):
+        value = mul(depth)
+        while peek() in ("+", "-"):
+            op, rhs = take(), mul(depth)
+            value = sympy.Add(value, rhs if op == "+" else sympy.Mul(-1, rhs, evaluate=False), evaluate=False)
+        return value
+
+    try:
+        value = add(0)
+        return value if pos == len(tokens) else None
+    except (ValueError, IndexError, TypeError):
+        return None
+
+
+# ---------------------------------------------------------------- the verifier
 
 def _norm_text(s: str) -> str:
-    return re.sub(r"\\text\{([^{}]*)\}", r"\1", s).replace(" ", "").lower()
+    return re.sub(r"\\(?:text|mathrm|textbf)\{([^{}]*)\}", r"\1", s).replace(" ", "").lower()
 
 
 @register_verifier("math")
 def verify_math(response: str, reference: str) -> VerifyResult:
-    """1.0 if the final answer of ``response`` is mathematically equivalent to ``reference`` (a LaTeX
-    or plain answer), 0.0 if not or if there is no final answer; None if the reference cannot be read."""
-    answer, source = extract_final_answer(response)
-    if answer is None or not answer:
-        return VerifyResult(0.0, None, source)
-    if len(answer) > MAX_ANSWER_CHARS:
-        return VerifyResult(0.0, answer[:80], f"{source}: answer longer than {MAX_ANSWER_CHARS} chars")
-    if nesting_depth(answer) > MAX_NESTING:
-        return VerifyResult(0.0, answer[:80], f"{source}: answer nested deeper than {MAX_NESTING}")
-    gold = list(_parse_reference(reference))
-    pred = parse_latex(answer)
-    if not gold or not pred:
-        if _norm_text(answer) == _norm_text(reference):
-            return VerifyResult(1.0, answer, f"{source}: same text")
-        if not gold:
-            return VerifyResult(None, answer, "reference not parsable")
-        return VerifyResult(0.0, answer, f"{source}: answer not parsable")
-    mv, _ = _math_verify()
-    ok = mv.verify(gold, pred, timeout_seconds=None)
-    return VerifyResult(1.0 if ok else 0.0, answer, f"{source}: {'equivalent' if ok else 'not equivalent'}")
+    """1.0 if the final answer of ``response`` is equivalent to ``reference`` (LaTeX or plain), 0.0 if not,
+    if there is none, or if the guard refused it (``guard_rejected``); None if the reference cannot
+    be read or is itself refused by the guard."""
+    gold = read_reference(reference)
+    refused = gold.refused or next(filter(None, map(check_expr, gold.values)), None)
+    if refused:
+        return VerifyResult(None, gold.text[:80], f"reference refused: {refused}", guard_rejected=True)
+    pred = read_response(response, reference_is_multi=_is_multi(gold.values))
+    refused = pred.refused or next(filter(None, map(check_expr, pred.values)), None)
+    if refused:
+        return VerifyResult(0.0, pred.text[:80], f"{pred.source}: refused: {refused}", guard_rejected=True)
+    if not pred.text and not pred.values:
+        return VerifyResult(0.0, None, pred.source)
+    if not gold.values or not pred.values:
+        if pred.text and _norm_text(pred.text) == _norm_text(gold.text or reference):
+            return VerifyResult(1.0, pred.text, f"{pred.source}: same text")
+        if not gold.values:
+            return VerifyResult(None, pred.text, "reference not parsable")
+        return VerifyResult(0.0, pred.text, f"{pred.source}: answer not parsable")
+    mv = _mv()[0]
+    ok = mv.verify(list(gold.values), list(pred.values), timeout_seconds=None)
+    return VerifyResult(1.0 if ok else 0.0, pred.text, f"{pred.source}: {'equivalent' if ok else 'not equivalent'}")
