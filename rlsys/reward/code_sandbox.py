@@ -26,6 +26,7 @@ import platform
 import re
 import resource
 import secrets
+import select
 import shutil
 import signal
 import stat
@@ -40,7 +41,8 @@ from typing import Optional
 from rlsys.reward.verifiers import register_verifier
 from rlsys.types import VerifyResult
 
-WALL_LIMIT_S = 3.0  # keep below reward.timeout_s, or the service kills the grading worker first
+WALL_LIMIT_S = 3.0  # answer + tests, once the sandbox is built; keep below reward.timeout_s
+SETUP_TIMEOUT_S = 10.0  # building the sandbox (~0.1 s when idle); past it the answer is ungradable
 CPU_LIMIT_S = 3  # RLIMIT_CPU per process: a busy loop is SIGKILLed even if the wall clock is generous
 MEMORY_LIMIT_BYTES = 1 << 30  # RLIMIT_AS per process of the sandbox
 FILE_LIMIT_BYTES = 16 << 20  # RLIMIT_FSIZE: the largest file the answer can write
@@ -108,8 +110,27 @@ def run_sandboxed(code: str, tests: str, wall_limit_s: float = WALL_LIMIT_S) -> 
     nonce = secrets.token_hex(16).encode()
     answer = code.encode("utf-8", "replace")
     payload = b"%015d\n" % len(answer) + answer + nonce + b"\n" + tests.encode("utf-8", "replace")
-    in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
+    try:
+        proc = _start(payload, out_w)
+        # The wall clock starts once the sandbox is built ("setup-ok"): a loaded machine's slow start is
+        # not the answer's time. A setup that fails exits by itself.
+        built = select.select([out_r], [], [], SETUP_TIMEOUT_S)[0]
+        out = _read_available(out_r) if built else b""
+        try:
+            exit_code: Optional[int] = proc.wait(timeout=wall_limit_s if out.startswith(b"setup-ok") else 1.0)
+        except subprocess.TimeoutExpired:
+            exit_code = None
+            out += _read_available(out_r)
+            _kill_sandbox(proc, out)
+        return _parse(out + _read_available(out_r), nonce, exit_code, wall_limit_s)
+    finally:
+        os.close(out_r)
+
+
+def _start(payload: bytes, out_w: int) -> subprocess.Popen:
+    """Fill the input pipe, start the sandbox on it; closes our copies of both child ends."""
+    in_r, in_w = os.pipe()
     try:
         if fcntl.fcntl(in_w, fcntl.F_SETPIPE_SZ, PIPE_BYTES) < len(payload):
             raise ValueError(f"answer and tests are {len(payload)} bytes, over the {PIPE_BYTES}-byte pipe")
@@ -117,23 +138,13 @@ def run_sandboxed(code: str, tests: str, wall_limit_s: float = WALL_LIMIT_S) -> 
         os.write(in_w, payload)  # fits the pipe: never blocks, nothing is lost
         os.close(in_w)
         in_w = -1
-        proc = subprocess.Popen(_command(in_r, out_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        return subprocess.Popen(_command(in_r, out_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, pass_fds=(in_r, out_w), cwd="/", env=_ENV,
                                 start_new_session=True)
     finally:
         for fd in (in_r, in_w, out_w):
             if fd >= 0:
                 os.close(fd)
-    try:
-        out = b""
-        try:
-            exit_code: Optional[int] = proc.wait(timeout=wall_limit_s)
-        except subprocess.TimeoutExpired:
-            exit_code, out = None, _read_available(out_r)
-            _kill_sandbox(proc, out)
-        return _parse(out + _read_available(out_r), nonce, exit_code, wall_limit_s)
-    finally:
-        os.close(out_r)
 
 
 def _command(in_fd: int, out_fd: int) -> list[str]:
@@ -224,7 +235,9 @@ def _parse(out: bytes, nonce: bytes, exit_code: Optional[int], wall_limit_s: flo
     lines = out.split(b"\n")
     if not lines[0].startswith(b"setup-ok"):
         error = lines[0].removeprefix(b"setup-error ").decode("utf-8", "replace")[:300]
-        return RunOutcome(None, exit_code, error or f"launcher exited with {exit_code}", wall_limit_s)
+        if not error:
+            error = f"not built within {SETUP_TIMEOUT_S:g}s" if exit_code is None else f"launcher exit code {exit_code}"
+        return RunOutcome(None, exit_code, error, wall_limit_s)
     verdicts = [line[len(nonce) + 1:] for line in lines[1:] if line.startswith(nonce + b" ")]
     return RunOutcome(verdicts[0].decode("ascii", "replace") if verdicts else None, exit_code, None, wall_limit_s)
 
@@ -273,21 +286,25 @@ assert os.getpid() == 1 and ok
 """
 
 
-@functools.lru_cache(maxsize=1)
 def check_sandbox() -> None:
-    """Build one real sandbox and check it isolates (uid, read-only root, no socket(), own pid namespace);
-    raises SandboxUnavailable with the reason otherwise. Cached per process."""
+    """Raise SandboxUnavailable, with the reason, unless one real sandbox built here isolates (own uid,
+    read-only root, no socket(), own pid namespace). The self-test runs once per process."""
+    reason = _self_test()
+    if reason is not None:
+        raise SandboxUnavailable(reason)
+
+
+@functools.lru_cache(maxsize=1)
+def _self_test() -> Optional[str]:
     if os.geteuid() != 0:
-        raise SandboxUnavailable("the code sandbox must be started as root (it creates mount/pid/net "
-                                 "namespaces, then drops to an unprivileged uid of its own)")
-    _tools()
+        return ("the code sandbox must be started as root (it creates mount/pid/net namespaces, then drops "
+                "to an unprivileged uid of its own)")
     try:
         outcome = run_sandboxed("ok = True\n", _PROBE_TESTS.format(uid=sandbox_uid()), wall_limit_s=30.0)
-    except (OSError, ValueError) as exc:
-        raise SandboxUnavailable(f"cannot start the sandbox: {exc}") from exc
+    except (SandboxUnavailable, OSError, ValueError) as exc:
+        return f"cannot start the sandbox: {exc}"
     score, reason = describe(outcome)
-    if score != 1.0:
-        raise SandboxUnavailable(f"the sandbox self-test failed: {reason} (see docs/sandbox.md)")
+    return None if score == 1.0 else f"the sandbox self-test failed: {reason} (see docs/sandbox.md)"
 
 
 def extract_code(response: str) -> str:

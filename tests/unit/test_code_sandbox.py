@@ -227,18 +227,22 @@ def test_answers_that_try_to_kill_the_grader_do_not_disable_the_service():
 
 def test_the_sandbox_check_names_what_is_missing(monkeypatch):
     monkeypatch.setattr(code_sandbox.os, "geteuid", lambda: 1000)
-    code_sandbox.check_sandbox.cache_clear()
+    code_sandbox._self_test.cache_clear()
     try:
         with pytest.raises(code_sandbox.SandboxUnavailable, match="must be started as root"):
             code_sandbox.check_sandbox()
     finally:
         monkeypatch.undo()
-        code_sandbox.check_sandbox.cache_clear()
+        code_sandbox._self_test.cache_clear()
     monkeypatch.setattr(code_sandbox.shutil, "which", lambda name: None)
     code_sandbox._tools.cache_clear()
+    code_sandbox._self_test.cache_clear()
     try:
-        with pytest.raises(code_sandbox.SandboxUnavailable, match="'setpriv' and 'unshare'"):
-            code_sandbox._tools()
+        with pytest.raises(code_sandbox.SandboxUnavailable, match="'setpriv' and 'unshare' are needed"):
+            code_sandbox.check_sandbox()
+        result = verify_code("def add(a, b):\n    return a + b\n", ADD_TESTS)  # refuses, does not run it
+        assert result.score is None and "'setpriv' and 'unshare' are needed" in result.reason
     finally:
         monkeypatch.undo()
         code_sandbox._tools.cache_clear()
+        code_sandbox._self_test.cache_clear()
