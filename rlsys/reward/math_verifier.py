@@ -33,6 +33,7 @@ _SUPERSCRIPT = str.maketrans("\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u
                              "0123456789-+")
 _SUPERSCRIPT_RUN_RE = re.compile("[\u2070\u00b9\u00b2\u00b3\u2074-\u2079\u207b\u207a]+")
 _PY_POWER_RE = re.compile(r"(?<=[\w)}])\*\*(?=[\w({])")  # x**2 (Python power), not **bold**
+_LEADING_POINT_RE = re.compile(r"(?<![\w.])\.(?=\d)")  # -.5 -> -0.5 (math-verify reads .5, not -.5)
 _SPACED_THOUSANDS_RE = re.compile(r"(?<![\d.,])\d{1,3}(?:(?: |\\,|\\ |\{,\})\d{3})+(?![\d])")
 # What may stand between boxes that together give one solution set: "\boxed{1}, \boxed{2} and \boxed{3}"
 _BOX_GAP_RE = re.compile(r"(?:\s|[,;$.]|\\quad|\\qquad|\\,|\\text\{\s*(?:and|or|,)?\s*\}|\band\b|\bor\b)*")
@@ -45,10 +46,17 @@ _MATH_SPAN_RE = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]
 
 def normalize_text(text: str) -> str:
     """Our pre-normalisation (docs/grading.md): Unicode minus/dashes/times/divide and thin spaces to
-    LaTeX, superscript digits to ``^{..}``, an escaped dollar (currency) dropped, Python ``**`` to ``^``."""
+    LaTeX, superscript digits to ``^{..}``, an escaped dollar (currency) dropped, a leading decimal point
+    given its 0, Python ``**`` to ``^``."""
     text = text.translate(_LOOKALIKES)
-    text = _SUPERSCRIPT_RUN_RE.sub(lambda m: "^{" + m.group(0).translate(_SUPERSCRIPT) + "}", text)
-    return _PY_POWER_RE.sub("^", text.replace("\\$", ""))
+    text = _SUPERSCRIPT_RUN_RE.sub(_superscript, text)
+    text = _LEADING_POINT_RE.sub("0.", text.replace("\\$", ""))
+    return _PY_POWER_RE.sub("^", text)
+
+
+def _superscript(m: re.Match) -> str:
+    digits = m.group(0).translate(_SUPERSCRIPT)
+    return "^" + digits if len(digits) == 1 else "^{" + digits + "}"  # 2³ stays a plain expression
 
 
 def join_spaced_thousands(latex: str) -> str:
@@ -224,23 +232,17 @@ def _union(parts: list[Parsed]) -> Parsed:
     return Parsed((FiniteSet(*elements),), ", ".join(p.text for p in parts), "boxed set")
 
 
-def _is_multi(values: tuple) -> bool:
-    from latex2sympy2_extended.sets import FiniteSet
-
-    return bool(values) and isinstance(values[0], FiniteSet) and len(values[0]) > 1
-
-
-def read_response(response: str, reference_is_multi: bool = False) -> Parsed:
-    """The final answer of a worked solution: the last complete box (all trailing boxes as one set when
-    the reference has several elements and the last box has one); else math-verify's search of the
-    tail; else the text after "The answer is" (a word answer such as "Monday")."""
+def read_response(response: str) -> Parsed:
+    """The final answer of a worked solution: the last complete box, or the set of the boxes that end
+    it when several are written as one list (``\\boxed{1}, \\boxed{2}``: a list of candidates is graded
+    as the set it is, so hedging never pays); else math-verify's search of the tail; else the text
+    after "The answer is" (a word answer such as "Monday")."""
     text = normalize_text(response)
     boxes = find_boxes(text)
+    if len(boxes) > 1:
+        return _union([parse_latex_answer(b, "boxed") for b in boxes])
     if boxes:
-        last = parse_latex_answer(boxes[-1], "boxed")
-        if reference_is_multi and len(boxes) > 1 and not last.refused and not _is_multi(last.values):
-            return _union([parse_latex_answer(b, "boxed") for b in boxes])
-        return last
+        return parse_latex_answer(boxes[0], "boxed")
     _, _, search, _ = _mv()
     found, refusal = search_answer(text[-TAIL_CHARS:], search)
     if found or refusal:
@@ -339,7 +341,7 @@ def verify_math(response: str, reference: str) -> VerifyResult:
     refused = gold.refused or next(filter(None, map(check_expr, gold.values)), None)
     if refused:
         return VerifyResult(None, gold.text[:80], f"reference refused: {refused}", guard_rejected=True)
-    pred = read_response(response, reference_is_multi=_is_multi(gold.values))
+    pred = read_response(response)
     refused = pred.refused or next(filter(None, map(check_expr, pred.values)), None)
     if refused:
         return VerifyResult(0.0, pred.text[:80], f"{pred.source}: refused: {refused}", guard_rejected=True)
