@@ -56,14 +56,15 @@ def test_correct_and_wrong_answers():
     ("import os\nos._exit(0)", "exited (code 0) before the tests finished"),
     ("raise SystemExit(0)", "answer raised before the tests: SystemExit"),
     ("import sys\nsys.exit(0)", "answer raised before the tests: SystemExit"),
-    ("import os\nos.abort()", "killed by SIGSEGV before the tests finished"),  # abort()'s last resort as pid 1
+    ("import os\nos.abort()", "killed by SIG"),  # pid 1 ignores SIGABRT; abort()'s last resort is a fault
     # As its namespace's init it cannot kill itself; the tests run, and fail.
     ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", "tests failed: NameError"),
     ("import os\nfor fd in range(20):\n    try:\n        os.write(fd, b'pass\\n')\n    except OSError:\n"
      "        pass\nos._exit(0)", "exited (code 0) before the tests finished"),  # a verdict without the nonce
 ])
 def test_leaving_before_the_tests_scores_zero(exit_, reason):
-    assert grade(exit_, ADD_TESTS) == (0.0, reason)
+    score, got = grade(exit_, ADD_TESTS)
+    assert score == 0.0 and got.startswith(reason), got
 
 
 def test_exiting_from_inside_the_tests_scores_zero():
@@ -120,6 +121,14 @@ def test_runs_as_its_own_uid_in_its_own_pid_namespace():
     assert grade(answer, tests) == (1.0, "tests passed")
 
 
+def test_no_new_namespaces_no_ptrace_no_mounts():
+    answer = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n\ndef err(ret):\n"
+              "    return ctypes.get_errno() if ret == -1 else 'done'\n\n"
+              "results = [err(libc.unshare(0x10000000)), err(libc.unshare(0x40000000)),\n"  # CLONE_NEWUSER, NEWNET
+              "           err(libc.ptrace(0, 0, 0, 0)), err(libc.mount(b'none', b'/tmp', b'tmpfs', 0, None))]\n")
+    assert grade(answer, "assert results == [1, 1, 1, 1], results\n") == (1.0, "tests passed")  # EPERM
+
+
 # ---------------------------------------------------------------- sockets
 
 def test_no_sockets_of_any_kind(tmp_path):
@@ -174,7 +183,7 @@ def test_memory_and_time_limits():
     t0 = time.monotonic()
     assert grade("while True:\n    pass\n", wall_limit_s=0.5) == (0.0, "wall time limit 0.5s exceeded")
     assert grade("import time\ntime.sleep(60)\n", wall_limit_s=0.5) == (0.0, "wall time limit 0.5s exceeded")
-    assert time.monotonic() - t0 < 10
+    assert time.monotonic() - t0 < 30  # bounded; generous for a loaded 2-core machine
     assert grade("open('/tmp/big', 'wb').write(b'x' * (32 << 20))\n") == \
         (0.0, "answer raised before the tests: OSError")  # RLIMIT_FSIZE (16 MiB)
 
@@ -184,7 +193,7 @@ def test_a_fork_bomb_is_contained():
     bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
     t0 = time.monotonic()
     assert grade(bomb, wall_limit_s=2.0) == (0.0, "wall time limit 2s exceeded")
-    assert time.monotonic() - t0 < 15
+    assert time.monotonic() - t0 < 30
     time.sleep(0.2)
     uid = code_sandbox.sandbox_uid()
     assert [p for p in filter(str.isdigit, os.listdir("/proc")) if _uid_of(p) == uid] == []
