@@ -105,11 +105,12 @@ def sandbox_uid() -> int:
 
 
 def run_sandboxed(code: str, tests: str, wall_limit_s: float = WALL_LIMIT_S) -> RunOutcome:
-    """Run ``code``, then ``tests`` in the same module namespace, in a fresh sandbox. The tests and the
-    nonce wait in the input pipe until the answer's top-level code has returned."""
+    """Run ``code``, then ``tests`` in the same module namespace, in a fresh sandbox. The tests wait in
+    the input pipe until the answer's top-level code has returned, the nonce until the tests have."""
     nonce = secrets.token_hex(16).encode()
     answer = code.encode("utf-8", "replace")
-    payload = b"%015d\n" % len(answer) + answer + nonce + b"\n" + tests.encode("utf-8", "replace")
+    test_code = tests.encode("utf-8", "replace")
+    payload = b"%015d\n" % len(answer) + answer + b"%015d\n" % len(test_code) + test_code + nonce
     out_r, out_w = os.pipe()
     try:
         proc = _start(payload, out_w)
@@ -429,9 +430,10 @@ def _sandbox_seccomp(sc, libc):
 
 
 def _sandbox_harness(spec):
-    """Run the answer; kill whatever it left behind; only then read the nonce and the tests, run the
-    tests in the answer's namespace and write "<nonce> pass" or "<nonce> fail <where> <exception>".
-    Exiting, raising SystemExit or dying before that leaves no verdict, which the grader scores 0."""
+    """Run the answer, then the tests in its namespace; after each, kill whatever the answer left behind.
+    Only then read the nonce and write "<nonce> pass" or "<nonce> fail <where> <exception>": the nonce
+    never is in this interpreter while answer code can run. Exiting, raising SystemExit or dying on the
+    way leaves no verdict, which the grader scores 0."""
     def read(n=None):
         chunks, size = [], 0
         while n is None or size < n:
@@ -442,39 +444,41 @@ def _sandbox_harness(spec):
             size += len(chunk)
         return b"".join(chunks)
 
-    answer = read(int(read(16)))
+    def run(source, where):
+        try:
+            exec(compile(source.decode("utf-8", "replace"), f"<{where}>", "exec"), module.__dict__)
+        except BaseException as exc:  # noqa: BLE001 - SystemExit too: exiting early is not passing
+            return f"fail {where} {type(exc).__name__}"
+        finally:
+            settle()
+        return None
+
+    def settle():
+        sys.settrace(None)
+        sys.setprofile(None)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        while True:  # we are pid 1: kill(-1) reaches every other process of the namespace
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except OSError:
+                pass
+            try:
+                os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+        for _ in range(100):  # a thread the answer joined can take a moment to leave /proc
+            if len(os.listdir("/proc/self/task")) == 1:
+                return
+            time.sleep(0.002)
+        os._exit(spec["exit_threads"])
+
     module = types.ModuleType("__main__")
     sys.modules["__main__"] = module
-    failure = None
-    try:
-        exec(compile(answer.decode("utf-8", "replace"), "<answer>", "exec"), module.__dict__)
-    except BaseException as exc:  # noqa: BLE001 - SystemExit too: exiting early is not passing
-        failure = "answer " + type(exc).__name__
-    sys.settrace(None)
-    sys.setprofile(None)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    while True:  # we are pid 1: kill(-1) reaches every other process of the namespace
-        try:
-            os.kill(-1, signal.SIGKILL)
-        except OSError:
-            pass
-        try:
-            os.waitpid(-1, 0)
-        except ChildProcessError:
-            break
-    for _ in range(100):  # a thread the answer joined can take a moment to leave /proc
-        if len(os.listdir("/proc/self/task")) == 1:
-            break
-        time.sleep(0.002)
-    else:
-        os._exit(spec["exit_threads"])
-    nonce, _, tests = read().partition(b"\n")
-    if failure is None:
-        try:
-            exec(compile(tests.decode("utf-8", "replace"), "<tests>", "exec"), module.__dict__)
-        except BaseException as exc:  # noqa: BLE001
-            failure = "tests " + type(exc).__name__
-    os.write(4, nonce + b" " + (b"pass" if failure is None else b"fail " + failure.encode("ascii", "replace")) + b"\n")
+    failure = run(read(int(read(16))), "answer")
+    tests = read(int(read(16)))
+    failure = failure or run(tests, "tests")
+    verdict = (failure or "pass").encode("ascii", "replace").replace(b"\n", b" ")
+    os.write(4, read() + b" " + verdict + b"\n")
     os._exit(0)  # not the answer's atexit handlers
 
 

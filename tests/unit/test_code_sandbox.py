@@ -72,6 +72,17 @@ def test_exiting_from_inside_the_tests_scores_zero():
     assert grade(answer, ADD_TESTS) == (0.0, "tests failed: SystemExit")
 
 
+def test_the_nonce_is_not_in_memory_while_answer_code_runs():
+    # A function the tests call walks every frame and writes each 32-hex-digit value as a verdict.
+    answer = ("import os, re, sys\n\ndef add(a, b):\n    frame = sys._getframe()\n    while frame:\n"
+              "        for value in list(frame.f_locals.values()) + list(frame.f_globals.values()):\n"
+              "            if isinstance(value, (bytes, str)) and re.fullmatch('[0-9a-f]{32}', str(value, 'ascii')\n"
+              "                    if isinstance(value, bytes) else value):\n"
+              "                os.write(4, (value if isinstance(value, bytes) else value.encode()) + b' pass\\n')\n"
+              "        frame = frame.f_back\n    os._exit(0)\n")
+    assert grade(answer, ADD_TESTS) == (0.0, "exited (code 0) before the tests finished")
+
+
 def test_the_tests_are_not_readable_before_they_run():
     marker = secrets.token_hex(8)
     answer = ("import os\nseen = open('/proc/self/cmdline', 'rb').read()\n"
