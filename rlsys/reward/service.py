@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 CORRECT_THRESHOLD = 0.5  # n_correct counts score >= 0.5 (same rule as rlsys.metrics.compute)
 MAX_CHUNK = 16  # answers per message to a worker: few messages, yet a kill re-queues little
-STARTUP_TIMEOUT_S = 180.0  # the first workers not ready by then is a configuration problem
+STARTUP_TIMEOUT_S = 180.0  # first workers not ready by then: a configuration problem
 RESTART_TIMEOUT_S = 60.0  # a replacement not ready by then is killed and started again
 MAX_START_FAILURES = 5  # replacements failing to start in a row: the machine is broken, raise
 # Address space a worker may add to what it has mapped at start (torch and sympy are imported by
@@ -119,7 +119,6 @@ class RewardService:
         self._ctx = _context()
         self._starting = True  # while the first workers start, any failure is a configuration error
         self._start_failures = 0  # replacements in a row that failed to start
-        self._workers: list[_Worker] = []
         self._workers = [self._new_worker(STARTUP_TIMEOUT_S) for _ in range(num_workers)]
         self.num_replaced = 0  # workers killed and restarted so far (timeouts and crashes)
         self._wait_ready()  # a bad verifier path fails here, at start-up, not at the first batch
