@@ -83,6 +83,17 @@ def test_the_nonce_is_not_in_memory_while_answer_code_runs():
     assert grade(answer, ADD_TESTS) == (0.0, "exited (code 0) before the tests finished")
 
 
+@pytest.mark.parametrize("patch", [
+    "import builtins\nbuiltins.exec = lambda *a, **k: None\n",  # the tests would never run
+    "import builtins\nbuiltins.compile = lambda *a, **k: compile('pass', 'x', 'exec')\n",
+    "import builtins\nbuiltins.BaseException = KeyboardInterrupt\n",  # the harness's except clause
+    "import os\n_write = os.write\nos.write = lambda fd, data: _write(fd, data.split(b' ')[0] + b' pass\\n')\n",
+])
+def test_patching_builtins_or_os_does_not_change_the_harness(patch):
+    # No add() is defined: the tests fail with NameError unless the patch subverted the harness.
+    assert grade(patch, ADD_TESTS) == (0.0, "tests failed: NameError")
+
+
 def test_the_tests_are_not_readable_before_they_run():
     marker = secrets.token_hex(8)
     answer = ("import os\nseen = open('/proc/self/cmdline', 'rb').read()\n"
