@@ -234,6 +234,8 @@ def _uid_of(pid: str):
 KILLERS = [
     "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)",  # getppid() is 0 in the namespace: own group
     "import os, signal\nos.killpg(os.getpgid(0), signal.SIGKILL)",
+    "import os\nos.killpg(0, 9)",
+    "import os\n\ndef add(a, b):\n    os.kill(os.getppid(), 9)\n    os.killpg(0, 9)\n",  # from the tests
     "import os, signal\nos.kill(-1, signal.SIGKILL)",
     "import os, signal\nfor p in os.listdir('/proc'):\n    if p.isdigit() and int(p) != os.getpid():\n"
     "        os.kill(int(p), signal.SIGKILL)",  # every process it can see: none but itself
