@@ -1,12 +1,11 @@
 """Static cost checks that refuse a math answer before sympy is asked to compare it.
 
-``check_text`` looks at the answer text (length, bracket nesting: latex2sympy's parse time grows
-steeply with both); ``check_expr`` walks the parsed, *unevaluated* sympy tree and bounds what
-comparing it would cost (node count, power towers, digits of every number, factorial arguments,
-summation ranges, integrals and limits). Each returns None or the reason for refusing. Neither
-evaluates anything: sizes are upper bounds on ``log10`` of magnitudes, computed from the tree.
-The grading service's per-answer timeout stays the last line of defence. Must not import ray,
-vllm or deepspeed.
+``check_text`` looks at an answer's text (length, bracket nesting: latex2sympy's parse time grows
+with both); ``check_expr`` walks the parsed, *unevaluated* sympy tree and bounds what comparing it
+would cost (node count, power towers, digits of every number, factorial arguments, summation
+ranges, integrals and limits). Each returns None or the reason for refusing. Neither evaluates
+anything: sizes are upper bounds on ``log10`` of magnitudes, computed from the tree. The grading
+service's per-answer timeout stays the last line of defence. Must not import ray, vllm or deepspeed.
 """
 from __future__ import annotations
 
@@ -15,21 +14,24 @@ from typing import Optional
 
 import sympy
 
-MAX_ANSWER_CHARS = 400  # a longer "final answer" is not one
-# latex2sympy's parse time grows steeply with nesting (measured: 10 nested parentheses ~1.4 s,
-# 13 nested \frac ~0.8 s, 30 never finishes); real final answers rarely nest past 4.
+# latex2sympy parses ~1-2 ms per character on a busy core; real final answers are far shorter.
+MAX_ANSWER_CHARS = 300
+# Parse time also grows steeply with nesting (measured: 10 nested parentheses ~1.4 s, 13 nested
+# \frac ~0.8 s, 30 never finishes); real final answers rarely nest past 4.
 MAX_NESTING = 10
 MAX_NODES = 300  # sympy tree size; a 100-element tuple of short numbers is ~ 200
-MAX_TOWER = 3  # 2^{3^{4}} is an answer; 2^2^2^2^2 is a trap
-MAX_DIGITS = 100_000  # |log10| of any number in the answer: 2^{10^6} compares in ~0.1 s, 2^{2^{30}} in 7.5 s
+MAX_TOWER = 3  # exponents stacked in exponents: 2^{3^{4}} is an answer, 2^{2^{2^{2^{2}}}} is a trap
+MAX_DIGITS = 100_000  # log10 of any number in the answer: 2^{10^5} compares in milliseconds, 2^{2^{30}} in 7.5 s
 MAX_FACTORIAL = 10_000  # n! and binomial(n, k) for n up to here cost milliseconds
-# (x+1)^{200} against x^2: 1.2 s expanding; a power of a compound symbolic base stays at this
+# (x+1)^{200} against x^2 takes 1.2 s expanding; a power of a compound symbolic base stays at this
 MAX_SYMBOLIC_EXPONENT = 50
 MAX_SUM_TERMS = 10_000  # a finite sum or product is summed term by term in the worst case
-MAX_CALCULUS_NODES = 8  # integrand/limit body size above which sympy's integrate/limit has no cost bound
 SYMBOL_SIZE = 1.0  # a free symbol is taken to be ~10 in magnitude, as sympy's numeric checks do
 
 _FACTORIAL_LIKE = (sympy.factorial, sympy.factorial2, sympy.subfactorial, sympy.gamma, sympy.binomial)
+# An unevaluated integral or limit is never a final answer, and sympy's cost on one has no bound
+# (a two-node body such as sin(sin(x)) can run for minutes): refused outright, whatever its size.
+_UNBOUNDED = (sympy.Integral, sympy.Limit)
 
 
 class _Refused(Exception):
@@ -37,7 +39,7 @@ class _Refused(Exception):
 
 
 def check_text(answer: str) -> Optional[str]:
-    """Why ``answer`` (the extracted final answer, as text) may not be parsed; None if it may."""
+    """Why ``answer`` (an extracted final answer, as text) may not be parsed; None if it may."""
     if len(answer) > MAX_ANSWER_CHARS:
         return f"answer longer than {MAX_ANSWER_CHARS} chars"
     if nesting_depth(answer) > MAX_NESTING:
@@ -63,6 +65,8 @@ def check_expr(expr) -> Optional[str]:
         return None
     try:
         _count_nodes(expr)
+        if _tower(expr) > MAX_TOWER:
+            raise _Refused(f"power tower higher than {MAX_TOWER}")
         _size(expr)
     except _Refused as refused:
         return str(refused)
@@ -87,43 +91,42 @@ def _count_nodes(expr) -> None:
 
 
 def _tower(e) -> int:
-    """How many powers are stacked in ``e`` (through +, * and function arguments)."""
+    """How many exponents are stacked inside exponents in ``e``: (2^2)^2 is 1, 2^{2^2} is 2."""
     if isinstance(e, sympy.Pow):
-        return 1 + max(_tower(e.base), _tower(e.exp))
+        return max(_tower(e.base), 1 + _tower(e.exp))
+    if isinstance(e, sympy.exp):  # e^{x} parses as exp(x), not as a Pow
+        return 1 + _tower(e.args[0])
     return max((_tower(a) for a in _args(e)), default=0)
 
 
 def _number_size(e) -> float:
+    """|log10| of a finite sympy number (an upper bound for Floats, exact to rounding for Rationals)."""
     if e.is_Rational:
-        return max(abs(e.p).bit_length(), e.q.bit_length(), 1) * math.log10(2) if e.p else 0.0
+        return max(math.log10(abs(e.p)), math.log10(e.q)) if e.p else 0.0
     _, man, exp, bc = e._mpf_  # a Float: mantissa * 2^exp with bc mantissa bits
     return abs(exp + bc) * math.log10(2) if man else 0.0
 
 
 def _size(e) -> float:
     """Upper bound on |log10| of the magnitude of ``e`` and of every subterm; raises _Refused."""
-    if not isinstance(e, sympy.Basic) and not getattr(e, "is_Matrix", False):
-        return SYMBOL_SIZE
     if isinstance(e, sympy.Number) and e.is_finite:
         size = _number_size(e)
     elif isinstance(e, sympy.Pow):
         size = _power_size(e)
+    elif isinstance(e, sympy.exp):
+        exp = _size(e.args[0])
+        if exp > 300:
+            raise _Refused("exponent with more than 300 digits")
+        size = 10 ** exp * math.log10(math.e)
     elif isinstance(e, _FACTORIAL_LIKE):
-        n = 10 ** min(_size(e.args[0]), 300)
-        if n > MAX_FACTORIAL:
-            raise _Refused(f"factorial or binomial of a number above {MAX_FACTORIAL}")
-        sum(_size(a) for a in e.args[1:])
-        size = n * math.log10(max(n, 2))
+        size = _factorial_size(e)
     elif isinstance(e, (sympy.Sum, sympy.Product)):
         size = _sum_size(e)
-    elif isinstance(e, (sympy.Integral, sympy.Limit)):
-        body = e.args[0]
-        if _tower(body) > 1 or sum(1 for _ in sympy.preorder_traversal(body)) > MAX_CALCULUS_NODES:
-            raise _Refused("integral or limit of a non-elementary body (sympy's cost is unbounded)")
-        size = sum(_size(a) for a in _args(e))
+    elif isinstance(e, _UNBOUNDED):
+        raise _Refused("unevaluated integral or limit (sympy's cost on it is unbounded)")
     elif getattr(e, "is_Symbol", False) or isinstance(e, sympy.NumberSymbol):
         size = SYMBOL_SIZE
-    else:
+    else:  # sums, products, functions, relations, sets, tuples, matrices: log|ab| = log|a| + log|b|
         size = sum(_size(a) for a in _args(e))
     if size > MAX_DIGITS:
         raise _Refused(f"a number in the answer has more than {MAX_DIGITS} digits")
@@ -131,16 +134,24 @@ def _size(e) -> float:
 
 
 def _power_size(e: sympy.Pow) -> float:
-    if _tower(e) > MAX_TOWER:
-        raise _Refused(f"power tower higher than {MAX_TOWER}")
     base, exp = _size(e.base), _size(e.exp)
     if exp > 300:
         raise _Refused("exponent with more than 300 digits")
-    magnitude = 10 ** exp
+    magnitude = 10 ** exp  # |exponent| <= this
     compound = e.base.free_symbols and not e.base.is_Symbol
     if compound and e.exp.is_number and magnitude > MAX_SYMBOLIC_EXPONENT:
         raise _Refused(f"power of a symbolic expression with exponent above {MAX_SYMBOLIC_EXPONENT}")
-    return magnitude * max(base, 0.0)
+    return magnitude * max(base, math.log10(2))  # 1.5^{10^9} is huge though log10(1.5) is small
+
+
+def _factorial_size(e) -> float:
+    arg = e.args[0]
+    n = abs(int(arg)) if arg.is_Integer else 10 ** min(_size(arg), 300)
+    if n > MAX_FACTORIAL:
+        raise _Refused(f"factorial or binomial of a number above {MAX_FACTORIAL}")
+    for other in e.args[1:]:
+        _size(other)
+    return n * math.log10(max(n, 2))
 
 
 def _sum_size(e) -> float:
@@ -151,9 +162,8 @@ def _sum_size(e) -> float:
             raise _Refused("sum or product without bounds")
         _, low, high = limit
         if not (low.is_number and high.is_number) or not (low.is_finite and high.is_finite):
-            raise _Refused("sum or product with unbounded or symbolic range (sympy's cost is unbounded)")
-        span = 10 ** min(max(_size(low), _size(high)), 300)
-        terms *= span
+            raise _Refused("sum or product with an unbounded or symbolic range (sympy's cost is unbounded)")
+        terms *= 10 ** min(max(_size(low), _size(high)), 300)
         if terms > MAX_SUM_TERMS:
             raise _Refused(f"sum or product of more than {MAX_SUM_TERMS} terms")
     body_size = _size(body)

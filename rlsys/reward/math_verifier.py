@@ -22,7 +22,7 @@ from rlsys.reward.math_guard import check_expr, check_text
 from rlsys.reward.verifiers import register_verifier
 from rlsys.types import VerifyResult
 
-TAIL_CHARS = 3000  # the final answer sits at the end; the extraction patterns only see this tail
+TAIL_CHARS = 2000  # the final answer sits at the end; the extraction patterns only see this tail
 MAX_SCAN_CHARS = 5000  # brace matching gives up past this (an unterminated \boxed{ in a megabyte reply)
 MAX_BOXED_TRIES = 20  # how many \boxed occurrences, from the last, may be unterminated before giving up
 MAX_BOXES = 12  # boxes read together as one solution set
