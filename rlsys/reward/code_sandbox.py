@@ -305,7 +305,23 @@ def _self_test() -> Optional[str]:
     except (SandboxUnavailable, OSError, ValueError) as exc:
         return f"cannot start the sandbox: {exc}"
     score, reason = describe(outcome)
-    return None if score == 1.0 else f"the sandbox self-test failed: {reason} (see docs/sandbox.md)"
+    if score == 1.0:
+        return None
+    if outcome.setup_error is not None:
+        reason += _launcher_says()
+    return f"the sandbox self-test failed: {reason} (see docs/sandbox.md)"
+
+
+def _launcher_says() -> str:
+    """The launcher's own error (a sandbox's stderr is /dev/null): ``unshare`` alone, with the same flags."""
+    _, unshare = _tools()
+    try:
+        run = subprocess.run([unshare, "--mount", "--uts", "--ipc", "--net", "--pid", "--fork", "true"],
+                             stdin=subprocess.DEVNULL, capture_output=True, timeout=10.0)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"; unshare: {exc}"
+    said = run.stderr.decode("utf-8", "replace").strip()[:200]
+    return f"; {said}" if said else ""
 
 
 def extract_code(response: str) -> str:

@@ -8,6 +8,7 @@ import os
 import secrets
 import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -279,3 +280,15 @@ def test_the_sandbox_check_names_what_is_missing(monkeypatch):
         monkeypatch.undo()
         code_sandbox._tools.cache_clear()
         code_sandbox._self_test.cache_clear()
+
+
+@pytest.mark.slow
+def test_a_service_with_the_code_verifier_fails_at_start_where_no_sandbox_can_be_built():
+    # Root without capabilities (an empty bounding set) stands for a container without CAP_SYS_ADMIN.
+    script = ("from rlsys.reward.service import RewardService\n"
+              "try:\n    RewardService(1, 5.0, ('rlsys.reward.code_sandbox:verify_code',))\n"
+              "except RuntimeError as exc:\n    print(exc)\nelse:\n    print('started')\n")
+    run = subprocess.run(["setpriv", "--bounding-set", "-all", "--inh-caps", "-all", sys.executable, "-c", script],
+                         cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert "SandboxUnavailable: the sandbox self-test failed" in run.stdout, run.stdout + run.stderr
+    assert "unshare failed: Operation not permitted" in run.stdout
