@@ -33,6 +33,7 @@ _SUPERSCRIPT = str.maketrans("\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u
                              "0123456789-+")
 _SUPERSCRIPT_RUN_RE = re.compile("[\u2070\u00b9\u00b2\u00b3\u2074-\u2079\u207b\u207a]+")
 _PY_POWER_RE = re.compile(r"(?<=[\w)}])\*\*(?=[\w({])")  # x**2 (Python power), not **bold**
+_FRAC_STYLE_RE = re.compile(r"\\[dt]frac(?![a-zA-Z])")  # \dfrac, \tfrac: display styles of \frac
 _LEADING_POINT_RE = re.compile(r"(?<![\w.])\.(?=\d)")  # -.5 -> -0.5 (math-verify reads .5, not -.5)
 _SPACED_THOUSANDS_RE = re.compile(r"(?<![\d.,])\d{1,3}(?:(?: |\\,|\\ |\{,\})\d{3})+(?![\d])")
 # What may stand between boxes that together give one solution set: "\boxed{1}, \boxed{2} and \boxed{3}"
@@ -46,9 +47,9 @@ _MATH_SPAN_RE = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]
 
 def normalize_text(text: str) -> str:
     """Our pre-normalisation (docs/grading.md): Unicode minus/dashes/times/divide and thin spaces to
-    LaTeX, superscript digits to ``^{..}``, an escaped dollar (currency) dropped, a leading decimal point
-    given its 0, Python ``**`` to ``^``."""
-    text = text.translate(_LOOKALIKES)
+    LaTeX, ``\\dfrac``/``\\tfrac`` to ``\\frac``, superscript digits to ``^{..}``, an escaped dollar
+    (currency) dropped, a leading decimal point given its 0, Python ``**`` to ``^``."""
+    text = _FRAC_STYLE_RE.sub(r"\\frac", text.translate(_LOOKALIKES))
     text = _SUPERSCRIPT_RUN_RE.sub(_superscript, text)
     text = _LEADING_POINT_RE.sub("0.", text.replace("\\$", ""))
     return _PY_POWER_RE.sub("^", text)
@@ -183,7 +184,7 @@ def _read_match(match: re.Match, target) -> tuple[object, Optional[str]]:
     if isinstance(target, mv.LatexExtractionConfig):
         value, _ = parser.extract_latex(match, target)
     elif match.groupdict().get("expr"):
-        value = parse_plain(match.group("expr"))
+        value = parse_plain(match.group("expr").strip().removesuffix("."))  # "is 23/6." ends a sentence
     else:
         value, _ = parser.extract_expr(match)  # a number: sympy.Number of the digits, no eval
     return value, None

@@ -33,6 +33,8 @@ CASES = [
     ("\\boxed{0.33}", "\\frac{1}{3}", 0.0),
     ("\\boxed{-\\frac{1}{2}}", "-0.5", 1.0),
     ("\\boxed{\\frac{-1}{2}}", "-\\frac{1}{2}", 1.0),
+    ("So the slope is \\dfrac{4}{6}", "\\frac23", 1.0),
+    ("The answer is 23/6.", "\\frac{23}{6}", 1.0),
     ("\\boxed{10.0}", "10", 1.0),
     ("The answer is $3 \\frac{1}{2}$", "\\frac72", 1.0),  # mixed number
     # bare \frac (no $), read as the fraction, not its last number
@@ -304,3 +306,16 @@ def test_difference_pathological_answer_refused_by_the_guard():
 def test_difference_pathological_reference_is_ungradable():
     result = get_verifier("math")("\\boxed{5}", "9^{9^{9}}")
     assert result.score is None and result.guard_rejected
+
+
+def test_difference_bare_dfrac_is_a_fraction():
+    # math-verify's bare-fraction pattern knows only \frac: it finds nothing in "\dfrac{190}{18}"
+    assert normalize_text("\\dfrac{1}{2} + \\tfrac{1}{3} but \\dfracx") == "\\frac{1}{2} + \\frac{1}{3} but \\dfracx"
+    assert grade("\\dfrac{190}{18}", "\\frac{95}{9}") == 1.0
+
+
+def test_difference_full_stop_after_a_plain_fraction():
+    # math-verify reads "The answer is 23/6." as 23/6.0 (the full stop as a decimal point): a float
+    # that its comparison no longer matches with 23/6
+    assert grade("The answer is 23/6.", "\\frac{23}{6}") == 1.0
+    assert grade("The answer is 23/6.", "\\frac{23}{7}") == 0.0
