@@ -8,7 +8,7 @@ what is blocked and by what. Must not import ray, vllm or deepspeed; the sandbox
 
 The child: ``setpriv --pdeathsig KILL unshare --mount --uts --ipc --net --pid --fork --kill-child
 python -I -S -c <the _sandbox_* functions>``. As root inside the new namespaces it makes every mount
-read-only, mounts a fresh /proc, an empty /dev/shm and a size-capped tmpfs scratch /tmp, sets the
+read-only, mounts a minimal /dev, a fresh /proc and a size-capped tmpfs scratch /tmp, sets the
 rlimits, drops to an unprivileged uid of its own, installs a seccomp filter (no sockets, no new
 namespaces, no ptrace), and only then reads and runs the answer, as pid 1 of its pid namespace: when it
 exits, the kernel kills everything the answer started.
@@ -382,7 +382,7 @@ def _sandbox_mount(libc, source, target, fstype, flags, data=None):
 
 
 def _sandbox_view(spec, libc):
-    """Everything read-only and nosuid; fresh read-only /proc (this pid namespace only) and empty /dev/shm;
+    """Everything read-only and nosuid; a minimal read-only /dev; fresh read-only /proc (this pid namespace);
     a size-capped tmpfs at /tmp owned by the sandbox uid, the one writable place."""
     ms_rdonly, ms_nosuid, ms_nodev, ms_noexec, ms_bind, ms_rec, ms_private = 1, 2, 4, 8, 4096, 16384, 1 << 18
     _sandbox_mount(libc, None, "/", None, ms_rec | ms_private)  # nothing below propagates to the host
@@ -397,11 +397,28 @@ def _sandbox_view(spec, libc):
     if libc.syscall(ctypes.c_long(442), -100, b"/", ctypes.c_uint(0x8000), attr, ctypes.c_size_t(32)) != 0:
         err = ctypes.get_errno()  # mount_setattr(AT_FDCWD, "/", AT_RECURSIVE, ...): Linux >= 5.12
         raise OSError(err, f"mount_setattr read-only: {os.strerror(err)}")
+    _sandbox_dev(libc)
     _sandbox_mount(libc, "proc", "/proc", "proc", ms_rdonly | ms_nosuid | ms_nodev | ms_noexec)
-    if os.path.isdir("/dev/shm"):
-        _sandbox_mount(libc, "tmpfs", "/dev/shm", "tmpfs", ms_rdonly | ms_nosuid | ms_nodev | ms_noexec, "size=4k")
     _sandbox_mount(libc, "tmpfs", "/tmp", "tmpfs", ms_nosuid | ms_nodev | ms_noexec,
                    f"size={spec['scratch_bytes']},mode=0700,uid={spec['uid']},gid={spec['gid']}")
+
+
+def _sandbox_dev(libc):
+    """A read-only tmpfs on /dev holding only null, zero, full, random and urandom (bound from the host),
+    an empty shm dir and the fd links: no ptmx, tty or kmsg, and no host /dev/shm."""
+    ms_rdonly, ms_nosuid, ms_nodev, ms_noexec, ms_remount, ms_bind = 1, 2, 4, 8, 32, 4096
+    names = [n for n in ("null", "zero", "full", "random", "urandom") if os.path.exists("/dev/" + n)]
+    fds = [os.open("/dev/" + n, os.O_PATH) for n in names]
+    _sandbox_mount(libc, "tmpfs", "/dev", "tmpfs", ms_nosuid | ms_nodev | ms_noexec, "mode=0755,size=64k")
+    for name, fd in zip(names, fds):
+        os.close(os.open("/dev/" + name, os.O_CREAT | os.O_WRONLY, 0o666))
+        _sandbox_mount(libc, f"/proc/self/fd/{fd}", "/dev/" + name, None, ms_bind)
+        os.close(fd)
+    os.mkdir("/dev/shm")
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, "/dev/" + name)
+    _sandbox_mount(libc, None, "/dev", None, ms_remount | ms_rdonly | ms_nosuid | ms_nodev | ms_noexec)
 
 
 def _sandbox_drop(spec, libc):
@@ -509,7 +526,8 @@ def _sandbox_harness(spec):
 
 @functools.lru_cache(maxsize=1)
 def _sandbox_source() -> str:
-    functions = (_sandbox_main, _sandbox_mount, _sandbox_view, _sandbox_drop, _sandbox_seccomp, _sandbox_harness)
+    functions = (_sandbox_main, _sandbox_mount, _sandbox_view, _sandbox_dev, _sandbox_drop, _sandbox_seccomp,
+                 _sandbox_harness)
     return ("import ctypes, fcntl, json, os, resource, signal, struct, sys, time, types\n\n"
             + "\n\n".join(inspect.getsource(f) for f in functions)
             + "\n_sandbox_main(json.loads(sys.argv[1]))\n")

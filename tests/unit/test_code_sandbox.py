@@ -120,6 +120,16 @@ def test_nothing_outside_the_scratch_dir_is_writable(tmp_path):
     assert not any(p.exists() for p in targets.values())
 
 
+def test_dev_holds_only_the_harmless_devices():
+    answer = ERRNO + "import os\ndevs = sorted(os.listdir('/dev'))\n" \
+        "results = {n: attempt(lambda n=n: os.close(os.open('/dev/' + n, os.O_RDWR))) for n in ('ptmx', 'tty', 'kmsg')}\n" \
+        "io = open('/dev/null', 'w').write('x'), len(open('/dev/urandom', 'rb').read(8)), open('/dev/zero', 'rb').read(2)\n"
+    tests = ("assert devs == ['fd', 'full', 'null', 'random', 'shm', 'stderr', 'stdin', 'stdout', 'urandom', 'zero'], devs\n"
+             "assert results == {'ptmx': 'ENOENT', 'tty': 'ENOENT', 'kmsg': 'ENOENT'}, results\n"
+             "assert io == (1, 8, bytes(2))\n")
+    assert grade(answer, tests) == (1.0, "tests passed")
+
+
 def test_read_files_do_not_come_back_in_the_reason():
     passwd = Path("/etc/passwd").read_text()
     answer = ("import os, sys\ndata = open('/etc/passwd').read()\nprint(data)\nsys.stderr.write(data)\n"
