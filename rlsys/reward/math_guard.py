@@ -10,6 +10,7 @@ service's per-answer timeout stays the last line of defence. Must not import ray
 from __future__ import annotations
 
 import math
+import re
 from typing import Optional
 
 import sympy
@@ -19,6 +20,8 @@ MAX_ANSWER_CHARS = 300
 # Parse time also grows steeply with nesting (measured: 10 nested parentheses ~1.4 s, 13 nested
 # \frac ~0.8 s, 30 never finishes); real final answers rarely nest past 4.
 MAX_NESTING = 10
+# Parentheses cost most: ANTLR's prediction, cold, takes ~0.6 s at depth 4, ~1.8 s at 7, 6 s at 9.
+MAX_PAREN_NESTING = 6
 MAX_NODES = 300  # sympy tree size; a 100-element tuple of short numbers is ~ 200
 MAX_TOWER = 3  # exponents stacked in exponents: 2^{3^{4}} is an answer, 2^{2^{2^{2^{2}}}} is a trap
 MAX_DIGITS = 100_000  # log10 of any number in the answer: 2^{10^5} compares in milliseconds, 2^{2^{30}} in 7.5 s
@@ -34,6 +37,10 @@ _FACTORIAL_LIKE = (sympy.factorial, sympy.factorial2, sympy.subfactorial, sympy.
 _UNBOUNDED = (sympy.Integral, sympy.Limit)
 
 
+_POWER_CHAIN_RE = re.compile(r"(?:\^\s*[\w.]+\s*){%d,}" % (MAX_TOWER + 1))  # 2^2^2^2 (no braces)
+_CALCULUS_RE = re.compile(r"\\(?:[io]+nt|lim)(?![a-zA-Z])")  # \int, \iint, \oint, \lim
+
+
 class _Refused(Exception):
     pass
 
@@ -44,17 +51,54 @@ def check_text(answer: str) -> Optional[str]:
         return f"answer longer than {MAX_ANSWER_CHARS} chars"
     if nesting_depth(answer) > MAX_NESTING:
         return f"answer nested deeper than {MAX_NESTING}"
+    if nesting_depth(answer, "(", ")") > MAX_PAREN_NESTING:
+        return f"parentheses nested deeper than {MAX_PAREN_NESTING}"
+    # latex2sympy's parser itself takes ~1 s on x^{x^{x^{x^{x}}}} or a long integrand, before any
+    # tree exists to check: what the tree check would refuse anyway is refused from the text
+    if superscript_depth(answer) > MAX_TOWER or _POWER_CHAIN_RE.search(answer):
+        return f"power tower higher than {MAX_TOWER}"
+    if _CALCULUS_RE.search(answer):
+        return "unevaluated integral or limit (sympy's cost on it is unbounded)"
     return None
 
 
-def nesting_depth(s: str) -> int:
+def superscript_depth(s: str) -> int:
+    """How many braced superscripts are open at once at the deepest point: x^{x^{x}} is 2."""
+    stack: list[bool] = []  # one entry per open brace: does it open a superscript?
+    depth = deepest = 0
+    i, n = 0, len(s)
+    while i < n:
+        c = s[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "^":
+            j = i + 1
+            while j < n and s[j] == " ":
+                j += 1
+            if j < n and s[j] == "{":
+                stack.append(True)
+                depth += 1
+                deepest = max(deepest, depth)
+                i = j + 1
+                continue
+            deepest = max(deepest, depth + 1)
+        elif c == "{":
+            stack.append(False)
+        elif c == "}" and stack and stack.pop():
+            depth -= 1
+        i += 1
+    return deepest
+
+
+def nesting_depth(s: str, openers: str = "([{", closers: str = ")]}") -> int:
     """Deepest nesting of (), [] and {} (unbalanced closers are ignored)."""
     depth = deepest = 0
     for c in s:
-        if c in "([{":
+        if c in openers:
             depth += 1
             deepest = max(deepest, depth)
-        elif c in ")]}" and depth:
+        elif c in closers and depth:
             depth -= 1
     return deepest
 
