@@ -326,6 +326,10 @@ class RewardClient:
     def pid(self) -> int:
         return self.restarter.call(self.actor, 0, lambda a: a.pid.remote())
 
+    def worker_pids(self) -> list[int]:
+        """Process ids of the grading processes inside the service (fault-injection tests kill them)."""
+        return self.restarter.call(self.actor, 0, lambda a: a.worker_pids.remote())
+
     def shutdown(self) -> None:
         try:
             ray.get(self.actor.close.remote(), timeout=30)

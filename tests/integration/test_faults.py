@@ -1,9 +1,12 @@
-"""Faults injected into real runs: ``kill -9`` of a rollout engine, the reward actor or a learner rank.
+"""Faults injected into real runs: ``kill -9`` of a rollout engine, a grading process, the reward actor
+or a learner rank.
 
 - A rollout engine or the reward actor killed while a run trains: Ray restarts it, the group
   re-syncs it to the current weights, the interrupted call is sent again and the step completes
   with a full batch; the restart is counted in the metrics (the session's shared engines and
-  reward actor are the ones killed: after the test they are alive again, at a newer version).
+  reward actor are the ones killed: after the test they are alive again, at a newer version). A
+  killed grading process is replaced by the service; the answer it was grading, if any, is
+  ungradable, and the step completes.
 - A learner rank killed: the run ends within a bound, naming the rank; the last checkpoint is
   intact and a rerun on fresh ranks resumes from it.
 """
@@ -72,14 +75,17 @@ def test_killed_rollout_engine_and_reward_actor_are_restarted_and_the_steps_comp
     engine_pids, reward_pid = stack.rollout.pids(), stack.reward.pid()
     w, stream, eval_prompts = start(stack, cfg)
     kill_engine = KillAfterStep(tmp_path, 0, lambda: engine_pids[0])
+    kill_grader = KillAfterStep(tmp_path, 1, lambda: stack.reward.worker_pids()[0])
     kill_reward = KillAfterStep(tmp_path, 2, lambda: reward_pid)
     try:
         kill_engine.start()
+        kill_grader.start()
         kill_reward.start()
         summary = run_loop(cfg, w, stream, eval_prompts)
     finally:
         stop(w)
     assert kill_engine.killed_pid == engine_pids[0] and kill_reward.killed_pid == reward_pid
+    assert kill_grader.killed_pid is not None
     rows = train_rows(tmp_path)
     assert [r["step"] for r in rows] == [0, 1, 2, 3]  # nothing lost, nothing twice
     assert all(r["rollout/num_samples"] == P * G for r in rows), [r["rollout/num_samples"] for r in rows]
