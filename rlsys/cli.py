@@ -9,26 +9,41 @@ import sys
 
 
 def _train(args: argparse.Namespace) -> int:
+    """Exit 0 when the run finished, 2 for a problem found before anything was written or started
+    (one line naming the key, file or row), 128+signal when stopped by SIGINT/SIGTERM after a
+    checkpoint, 1 when a worker died or the metrics stayed non-finite (one line, no traceback)."""
     from rlsys.config import ConfigError, load_config
+    from rlsys.data.datasets import DatasetError
 
     try:
         cfg = load_config(args.config, args.overrides)
         cfg.validate()
     except ConfigError as e:
-        print(f"rlsys train: {e}", file=sys.stderr)
-        return 2
-    from rlsys.orchestration.driver import train
+        return _fail("train", e, 2)
+    from rlsys.orchestration.actors import WorkerDied
+    from rlsys.orchestration.driver import RunStopped, train
 
     try:
         summary = train(cfg)
-    except ConfigError as e:  # found before any actor starts, e.g. a run dir that must not be reused
-        print(f"rlsys train: {e}", file=sys.stderr)
-        return 2
+    except (ConfigError, DatasetError) as e:  # found before anything is written or any actor starts
+        return _fail("train", e, 2)
+    except RunStopped as e:
+        print(f"rlsys train: {e}; checkpoint saved in {cfg.trainer.run_dir}/checkpoints, run the same command "
+              f"to continue", file=sys.stderr, flush=True)
+        return e.exit_code
+    except (WorkerDied, FloatingPointError) as e:
+        return _fail("train", e, 1)
     before, after = summary["eval_before"], summary["eval_after"]
     print("[rlsys] held-out accuracy (pass@1) before -> after: "
           f"{before.get('eval/pass@1', float('nan')):.3f} -> {after.get('eval/pass@1', float('nan')):.3f}"
           f"  ({cfg.trainer.total_steps} steps; metrics in {cfg.trainer.run_dir}/metrics.jsonl)", flush=True)
     return 0
+
+
+def _fail(command: str, err: BaseException, code: int) -> int:
+    """Print ``rlsys COMMAND: message`` as one line (no traceback) and return ``code``."""
+    print(f"rlsys {command}: " + " ".join(str(err).split()), file=sys.stderr, flush=True)
+    return code
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -39,8 +54,7 @@ def _eval(args: argparse.Namespace) -> int:
     try:
         report = run_eval(args.target, args.data, args.k, args.temperature, args.overrides)
     except (ConfigError, ValueError, FileNotFoundError) as e:
-        print(f"rlsys eval: {e}", file=sys.stderr)
-        return 2
+        return _fail("eval", e, 2)
     for name, metrics in report.items():
         print(f"{name}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
     return 0

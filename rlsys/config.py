@@ -7,6 +7,7 @@ never mutated. Each component receives only its own section. Must not import ray
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from dataclasses import dataclass, field, fields
@@ -38,7 +39,9 @@ class DataConfig:
 @dataclass(frozen=True)
 class RolloutConfig:
     num_workers: int = 2  # number of vLLM engine actors
-    num_cpus_per_worker: float = 1.0  # Ray CPUs reserved per engine actor
+    # Ray CPUs are a scheduling budget, not a thread limit; the defaults let the demo (2 engines, 2 ranks,
+    # the reward actor: 1.75 CPUs) fit a 2-core machine, as an embedded cluster must (cluster.py).
+    num_cpus_per_worker: float = 0.5  # Ray CPUs reserved per engine actor
     num_gpus_per_worker: float = 0.0  # Ray GPUs per engine actor (0 on CPU)
     samples_per_prompt: int = 8  # G: responses per prompt
     temperature: float = 1.0  # sampling temperature of the regular pass
@@ -57,7 +60,7 @@ class RolloutConfig:
 class RewardConfig:
     num_workers: int = 1  # grading worker processes inside the reward service actor
     timeout_s: float = 5.0  # hard wall-clock limit per answer; past it the answer is ungradable
-    num_cpus: float = 0.5  # Ray CPUs reserved for the reward service actor
+    num_cpus: float = 0.25  # Ray CPUs reserved for the reward service actor
     verifier_paths: tuple[str, ...] = ()  # extra verifiers as dotted paths "pkg.mod:function"
     max_restarts: int = 3  # a crashed reward actor is restarted up to this many times
 
@@ -65,7 +68,7 @@ class RewardConfig:
 @dataclass(frozen=True)
 class LearnerConfig:
     num_ranks: int = 2  # learner actors forming one torch.distributed group
-    num_cpus_per_rank: float = 1.0  # Ray CPUs per learner rank
+    num_cpus_per_rank: float = 0.25  # Ray CPUs per learner rank
     num_gpus_per_rank: float = 0.0  # Ray GPUs per learner rank
     zero_stage: int = 2  # DeepSpeed ZeRO stage: 2 or 3
     backend: str = "auto"  # auto (nccl on GPU, gloo on CPU) | gloo | nccl
@@ -129,7 +132,7 @@ class EntropyControlConfig:
 @dataclass(frozen=True)
 class ClusterConfig:
     address: Optional[str] = None  # Ray address to join; None starts an embedded local cluster
-    num_cpus: int = 0  # embedded cluster: logical CPUs (0 -> enough for all actors)
+    num_cpus: int = 0  # embedded cluster: logical CPUs (0 -> os.cpu_count(); never more than the machine)
     namespace: str = "rlsys"  # Ray namespace (the controller is a named actor in it)
     include_dashboard: bool = False  # embedded cluster: start the Ray dashboard
     actor_start_timeout_s: float = 600.0  # how long to wait for actors to come up
@@ -165,7 +168,7 @@ class Config:
         """Raise ConfigError listing every problem, each with its key."""
         problems = _problems(self)
         if problems:
-            raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+            raise ConfigError(_one_line(problems))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -177,7 +180,11 @@ class Config:
 
 
 class ConfigError(ValueError):
-    pass
+    """A problem found before anything is written or started; the message is one line naming the key."""
+
+
+def _one_line(problems: list[str]) -> str:
+    return "invalid config: " + "; ".join(problems)
 
 
 def _plain(obj):
@@ -197,79 +204,193 @@ def _positive(key: str, value, allow_zero: bool = False) -> list[str]:
     return [] if ok else [f"{key}={value!r}: must be {'>= 0' if allow_zero else '> 0'}"]
 
 
+def _within(key: str, value, low: float, high: float, closed: str = "[]") -> list[str]:
+    """``value`` in the interval from ``low`` to ``high``; ``closed`` gives its brackets, e.g. "(]"."""
+    ok = (low <= value if closed[0] == "[" else low < value) and (value <= high if closed[1] == "]" else value < high)
+    return [] if ok else [f"{key}={value!r}: must be in {closed[0]}{low:g}, {high:g}{closed[1]}"]
+
+
+def _non_empty(key: str, value: str) -> list[str]:
+    return [] if value.strip() else [f"{key}={value!r}: must not be empty"]
+
+
+def _non_finite(c: Config) -> list[str]:
+    """Every float field must be a finite number (``inf`` passes every range check, ``nan`` none)."""
+    bad = []
+    for section in fields(c):
+        part = getattr(c, section.name)
+        for f in fields(part):
+            value = getattr(part, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                bad.append(f"{section.name}.{f.name}={value!r}: must be a finite number")
+    return bad
+
+
 def _problems(c: Config) -> list[str]:
-    p: list[str] = []
+    p = _non_finite(c)
+    p += _model_data_problems(c)
+    p += _rollout_reward_problems(c)
+    p += _learner_problems(c)
+    p += _algo_problems(c)
+    p += _entropy_control_problems(c)
+    p += _cluster_trainer_problems(c)
+    return p
+
+
+def _model_data_problems(c: Config) -> list[str]:
+    d, p = c.data, []
     p += _one_of("model.dtype", c.model.dtype, {"float32", "bfloat16", "float16"})
-    p += _positive("data.prompts_per_step", c.data.prompts_per_step)
-    p += _positive("data.num_eval", c.data.num_eval, allow_zero=True)
-    p += _positive("rollout.num_workers", c.rollout.num_workers)
-    p += _positive("rollout.samples_per_prompt", c.rollout.samples_per_prompt)
-    p += _positive("rollout.temperature", c.rollout.temperature)
-    p += _positive("rollout.max_new_tokens", c.rollout.max_new_tokens)
-    if not 0 < c.rollout.top_p <= 1:
-        p.append(f"rollout.top_p={c.rollout.top_p!r}: must be in (0, 1]")
-    if c.rollout.max_new_tokens >= c.rollout.max_model_len:
-        p.append(f"rollout.max_new_tokens={c.rollout.max_new_tokens}: must be < rollout.max_model_len="
-                 f"{c.rollout.max_model_len}")
-    p += _one_of("rollout.weight_transfer", c.rollout.weight_transfer, {"serialized", "nccl"})
-    if c.rollout.weight_transfer == "nccl" and c.rollout.num_gpus_per_worker <= 0:
+    p += _non_empty("model.cache_dir", c.model.cache_dir)
+    if c.model.path.startswith("builtin:") and c.model.path not in ("builtin:tiny-arith", "builtin:smollm2-135m"):
+        p.append(f"model.path={c.model.path!r}: unknown built-in model; known: builtin:tiny-arith, "
+                 f"builtin:smollm2-135m")
+    if not c.model.path.startswith("builtin:") and not Path(c.model.path).is_dir():
+        p.append(f"model.path={c.model.path!r}: not a directory (or builtin:tiny-arith / builtin:smollm2-135m)")
+    elif not c.model.path.startswith("builtin:") and not (Path(c.model.path) / "config.json").is_file():
+        p.append(f"model.path={c.model.path!r}: no config.json there (expected a Hugging Face model dir)")
+    p += _positive("data.prompts_per_step", d.prompts_per_step)
+    p += _positive("data.num_eval", d.num_eval, allow_zero=True)
+    p += _positive("data.seed", d.seed, allow_zero=True)
+    p += _non_empty("data.default_verifier", d.default_verifier)  # names: rlsys.data.checks.check_verifiers
+    if d.source.startswith("builtin:"):
+        p += _builtin_task_problems(d)
+    elif not Path(d.source).is_file():
+        p.append(f"data.source={d.source!r}: file not found")
+    elif not d.source.endswith((".jsonl", ".parquet")):
+        p.append(f"data.source={d.source!r}: must be a .jsonl or .parquet file")
+    return p
+
+
+def _builtin_task_problems(d: DataConfig) -> list[str]:
+    from rlsys.data.tasks import ARITHMETIC_LEVELS, COUNTDOWN_LEVELS
+
+    name = d.source.split(":", 1)[1]
+    if name not in BUILTIN_TASKS:
+        return [f"data.source={d.source!r}: unknown built-in task; known: {sorted(BUILTIN_TASKS)}"]
+    p = _positive("data.num_train", d.num_train)
+    if 0 < d.num_train < d.prompts_per_step:
+        p.append(f"data.num_train={d.num_train}: must be >= data.prompts_per_step={d.prompts_per_step}")
+    levels = {"arithmetic": ARITHMETIC_LEVELS, "countdown": COUNTDOWN_LEVELS}.get(name)
+    if not d.difficulties:
+        p.append("data.difficulties=(): at least one level is needed")
+    elif levels is not None and not set(d.difficulties) <= set(levels):
+        p.append(f"data.difficulties={list(d.difficulties)}: {name} has levels {sorted(levels)}")
+    return p
+
+
+def _rollout_reward_problems(c: Config) -> list[str]:
+    r, rw, p = c.rollout, c.reward, []
+    p += _positive("rollout.num_workers", r.num_workers)
+    p += _positive("rollout.num_cpus_per_worker", r.num_cpus_per_worker, allow_zero=True)
+    p += _positive("rollout.num_gpus_per_worker", r.num_gpus_per_worker, allow_zero=True)
+    p += _positive("rollout.samples_per_prompt", r.samples_per_prompt)
+    p += _positive("rollout.temperature", r.temperature)
+    p += _within("rollout.top_p", r.top_p, 0, 1, "(]")
+    p += _positive("rollout.max_new_tokens", r.max_new_tokens)
+    p += _within("rollout.gpu_memory_utilization", r.gpu_memory_utilization, 0, 1, "(]")
+    p += _positive("rollout.kv_cache_space_gb", r.kv_cache_space_gb)
+    if r.max_new_tokens >= r.max_model_len:
+        p.append(f"rollout.max_new_tokens={r.max_new_tokens}: must be < rollout.max_model_len={r.max_model_len}")
+    p += _one_of("rollout.weight_transfer", r.weight_transfer, {"serialized", "nccl"})
+    if r.weight_transfer == "nccl" and r.num_gpus_per_worker <= 0:
         p.append("rollout.weight_transfer='nccl' needs rollout.num_gpus_per_worker > 0")
-    p += _positive("reward.num_workers", c.reward.num_workers)
-    p += _positive("reward.timeout_s", c.reward.timeout_s)
-    p += _positive("learner.num_ranks", c.learner.num_ranks)
-    p += _one_of("learner.zero_stage", c.learner.zero_stage, {0, 1, 2, 3})
-    p += _one_of("learner.backend", c.learner.backend, {"auto", "gloo", "nccl"})
-    p += _one_of("learner.old_logprob_source", c.learner.old_logprob_source, {"learner", "rollout"})
-    p += _positive("learner.lr", c.learner.lr)
-    p += _positive("learner.micro_batch_size", c.learner.micro_batch_size)
-    p += _positive("learner.mini_batches_per_step", c.learner.mini_batches_per_step)
-    p += _positive("learner.entropy_chunk_tokens", c.learner.entropy_chunk_tokens)
-    p += _one_of("algo.advantage", c.algo.advantage, {"grpo_std", "mean_only", "asym_power", "sign"})
-    p += _one_of("algo.adv_std_ddof", c.algo.adv_std_ddof, {0, 1})
-    p += _one_of("algo.loss_agg", c.algo.loss_agg, {"token_mean", "seq_mean_token_mean", "seq_sum_const"})
-    for key in ("eps_low", "eps_high", "dual_clip_c", "ref_kl_coef", "clip_cov_ratio", "kl_cov_ratio",
-                "asym_beta_pos", "asym_beta_neg", "overlong_cache_len"):
-        p += _positive(f"algo.{key}", getattr(c.algo, key), allow_zero=True)
-    if c.algo.dual_clip_c and c.algo.dual_clip_c <= 1:
-        p.append(f"algo.dual_clip_c={c.algo.dual_clip_c}: must be > 1 (or 0 = off)")
-    if c.algo.clip_cov_ratio and c.algo.kl_cov_ratio:
+    p += _positive("rollout.max_restarts", r.max_restarts, allow_zero=True)
+    p += _positive("rollout.seed", r.seed, allow_zero=True)
+    p += _positive("reward.num_workers", rw.num_workers)
+    p += _positive("reward.timeout_s", rw.timeout_s)
+    p += _positive("reward.num_cpus", rw.num_cpus, allow_zero=True)
+    p += _positive("reward.max_restarts", rw.max_restarts, allow_zero=True)
+    for path in rw.verifier_paths:
+        module, sep, attr = path.partition(":")
+        if not (sep and module and attr):
+            p.append(f"reward.verifier_paths: {path!r} must look like 'pkg.mod:function'")
+    return p
+
+
+def _learner_problems(c: Config) -> list[str]:
+    lr, p = c.learner, []
+    p += _positive("learner.num_ranks", lr.num_ranks)
+    p += _positive("learner.num_cpus_per_rank", lr.num_cpus_per_rank, allow_zero=True)
+    p += _positive("learner.num_gpus_per_rank", lr.num_gpus_per_rank, allow_zero=True)
+    p += _one_of("learner.zero_stage", lr.zero_stage, {2, 3})  # what rlsys/learner/engine.py configures
+    p += _one_of("learner.backend", lr.backend, {"auto", "gloo", "nccl"})
+    if lr.backend == "nccl" and lr.num_gpus_per_rank <= 0:
+        p.append("learner.backend='nccl' needs learner.num_gpus_per_rank > 0")
+    p += _one_of("learner.old_logprob_source", lr.old_logprob_source, {"learner", "rollout"})
+    p += _positive("learner.lr", lr.lr)
+    p += _positive("learner.weight_decay", lr.weight_decay, allow_zero=True)
+    p += _positive("learner.grad_clip", lr.grad_clip, allow_zero=True)
+    p += _positive("learner.micro_batch_size", lr.micro_batch_size)
+    p += _positive("learner.mini_batches_per_step", lr.mini_batches_per_step)
+    p += _positive("learner.entropy_chunk_tokens", lr.entropy_chunk_tokens)
+    p += _positive("learner.seed", lr.seed, allow_zero=True)
+    return p
+
+
+def _algo_problems(c: Config) -> list[str]:
+    a, p = c.algo, []
+    p += _non_empty("algo.name", a.name)
+    p += _one_of("algo.advantage", a.advantage, {"grpo_std", "mean_only", "asym_power", "sign"})
+    p += _one_of("algo.adv_std_ddof", a.adv_std_ddof, {0, 1})
+    p += _one_of("algo.loss_agg", a.loss_agg, {"token_mean", "seq_mean_token_mean", "seq_sum_const"})
+    p += _positive("algo.seq_sum_const_len", a.seq_sum_const_len, allow_zero=True)
+    p += _within("algo.eps_low", a.eps_low, 0, 1, "()")  # the ratio's lower clip 1 - eps_low must stay > 0
+    p += _positive("algo.eps_high", a.eps_high)
+    for key in ("dual_clip_c", "ref_kl_coef", "asym_beta_pos", "asym_beta_neg", "overlong_cache_len",
+                "kl_cov_coef"):
+        p += _positive(f"algo.{key}", getattr(a, key), allow_zero=True)
+    p += _within("algo.clip_cov_ratio", a.clip_cov_ratio, 0, 1)
+    p += _within("algo.kl_cov_ratio", a.kl_cov_ratio, 0, 1)
+    if a.clip_cov_ratio and a.clip_cov_lb >= a.clip_cov_ub:
+        p.append(f"algo.clip_cov_lb={a.clip_cov_lb}: must be < algo.clip_cov_ub={a.clip_cov_ub}")
+    if a.dual_clip_c and a.dual_clip_c <= 1:
+        p.append(f"algo.dual_clip_c={a.dual_clip_c}: must be > 1 (or 0 = off)")
+    if a.clip_cov_ratio and a.kl_cov_ratio:
         p.append("algo.clip_cov_ratio and algo.kl_cov_ratio: choose one of Clip-Cov and KL-Cov")
-    if c.algo.overlong_cache_len >= c.rollout.max_new_tokens and c.algo.overlong_cache_len:
-        p.append(f"algo.overlong_cache_len={c.algo.overlong_cache_len}: must be < rollout.max_new_tokens")
-    ec = c.entropy_control
+    if a.overlong_cache_len >= c.rollout.max_new_tokens and a.overlong_cache_len:
+        p.append(f"algo.overlong_cache_len={a.overlong_cache_len}: must be < rollout.max_new_tokens")
+    p += _positive("algo.dynamic_sampling_max_rounds", a.dynamic_sampling_max_rounds)
+    return p
+
+
+def _entropy_control_problems(c: Config) -> list[str]:
+    ec, p = c.entropy_control, []
     p += _one_of("entropy_control.controller", ec.controller,
                  {"none", "fixed", "skywork", "aer", "uec_rl", "asymgrpo"})
     p += _one_of("entropy_control.aer_weight", ec.aer_weight, {"indicator", "linear"})
     p += _one_of("entropy_control.aer_update", ec.aer_update, {"additive", "log"})
-    if not 0 < ec.aer_tau <= 1:
-        p.append(f"entropy_control.aer_tau={ec.aer_tau}: must be in (0, 1]")
-    if not 0 <= ec.aer_rho <= 1:
-        p.append(f"entropy_control.aer_rho={ec.aer_rho}: must be in [0, 1]")
-    for key in ("coef", "coef_step", "aer_alpha_lr", "aer_alpha_max", "aer_alpha_init",
+    p += _within("entropy_control.aer_tau", ec.aer_tau, 0, 1, "(]")
+    p += _within("entropy_control.aer_rho", ec.aer_rho, 0, 1)
+    for key in ("coef", "coef_step", "target_entropy", "aer_alpha_lr", "aer_alpha_max", "aer_alpha_init",
                 "uec_extra_samples", "uec_replay_every", "uec_replay_size"):
         p += _positive(f"entropy_control.{key}", getattr(ec, key), allow_zero=True)
     if ec.coef_min > ec.coef_max:
         p.append(f"entropy_control.coef_min={ec.coef_min} > entropy_control.coef_max={ec.coef_max}")
+    if ec.aer_alpha_init > ec.aer_alpha_max:
+        p.append(f"entropy_control.aer_alpha_init={ec.aer_alpha_init} > entropy_control.aer_alpha_max="
+                 f"{ec.aer_alpha_max}")
+    p += _positive("entropy_control.aer_warmup_batches", ec.aer_warmup_batches)
     p += _positive("entropy_control.uec_extra_temperature", ec.uec_extra_temperature)
-    p += _positive("trainer.total_steps", c.trainer.total_steps)
-    p += _positive("trainer.eval_samples", c.trainer.eval_samples)
-    p += _positive("trainer.eval_every", c.trainer.eval_every, allow_zero=True)
-    p += _positive("trainer.save_every", c.trainer.save_every, allow_zero=True)
-    p += _positive("trainer.keep_checkpoints", c.trainer.keep_checkpoints)
-    p += _positive("trainer.max_nonfinite_steps", c.trainer.max_nonfinite_steps, allow_zero=True)
-    p += _positive("rollout.max_restarts", c.rollout.max_restarts, allow_zero=True)
-    p += _positive("reward.max_restarts", c.reward.max_restarts, allow_zero=True)
-    p += _one_of("trainer.resume", c.trainer.resume, {"auto", "never"})
+    return p
+
+
+def _cluster_trainer_problems(c: Config) -> list[str]:
+    t, p = c.trainer, []
     p += _positive("cluster.num_cpus", c.cluster.num_cpus, allow_zero=True)
-    if c.data.source.startswith("builtin:"):
-        if c.data.source.split(":", 1)[1] not in BUILTIN_TASKS:
-            p.append(f"data.source={c.data.source!r}: unknown built-in task; known: {sorted(BUILTIN_TASKS)}")
-    elif not Path(c.data.source).is_file():
-        p.append(f"data.source={c.data.source!r}: file not found")
-    elif not c.data.source.endswith((".jsonl", ".parquet")):
-        p.append(f"data.source={c.data.source!r}: must be a .jsonl or .parquet file")
-    if not c.model.path.startswith("builtin:") and not Path(c.model.path).is_dir():
-        p.append(f"model.path={c.model.path!r}: not a directory (or builtin:tiny-arith / builtin:smollm2-135m)")
+    p += _non_empty("cluster.namespace", c.cluster.namespace)
+    p += _positive("cluster.actor_start_timeout_s", c.cluster.actor_start_timeout_s)
+    if c.cluster.address is not None:
+        p += _non_empty("cluster.address", c.cluster.address)
+    p += _positive("trainer.total_steps", t.total_steps)
+    p += _non_empty("trainer.run_dir", t.run_dir)
+    p += _positive("trainer.eval_every", t.eval_every, allow_zero=True)
+    p += _positive("trainer.eval_samples", t.eval_samples)
+    p += _positive("trainer.eval_temperature", t.eval_temperature, allow_zero=True)
+    p += _positive("trainer.save_every", t.save_every, allow_zero=True)
+    p += _positive("trainer.keep_checkpoints", t.keep_checkpoints)
+    p += _positive("trainer.max_nonfinite_steps", t.max_nonfinite_steps, allow_zero=True)
+    p += _one_of("trainer.resume", t.resume, {"auto", "never"})
+    p += _positive("trainer.seed", t.seed, allow_zero=True)
     return p
 
 
@@ -411,7 +532,7 @@ def build_config(raw: dict) -> Config:
                 errors.append(str(e))
         sections[section] = cls(**kwargs)
     if errors:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+        raise ConfigError(_one_line(errors))
     return Config(**sections)
 
 

@@ -18,13 +18,19 @@ class DatasetError(ValueError):
 
 
 def load_rows(path: str) -> list[dict]:
-    """Validated rows ``{id, prompt, reference, verifier, difficulty}`` of a .jsonl or .parquet file.
+    """The validated rows of a .jsonl or .parquet file (``read_rows`` without their places)."""
+    return read_rows(path)[0]
+
+
+def read_rows(path: str) -> tuple[list[dict], list[str]]:
+    """(rows, places): validated rows ``{id, prompt, reference, verifier, difficulty}`` of a .jsonl or .parquet file.
 
     ``prompt`` is a non-empty string or a non-empty list of ``{"role": str, "content": str}``;
     ``reference`` a string (integers are turned into strings, objects into JSON text);
     ``verifier`` a string or None (the stream's default then applies); ``difficulty`` an int or
     None; ``id`` a string, int or None (None -> ``"row{n}"``). Ids must be unique. Rows are
-    numbered from 1: errors say ``line N`` for JSONL (blank lines counted) and ``row N`` for Parquet.
+    numbered from 1: errors say ``line N`` for JSONL (blank lines counted) and ``row N`` for Parquet;
+    ``places[i]`` is ``"FILE: line N"`` / ``"FILE: row N"`` of ``rows[i]``, for later checks' messages.
     """
     file = Path(path)
     if not file.is_file():
@@ -40,7 +46,7 @@ def load_rows(path: str) -> list[dict]:
     _check_unique_ids(rows, places)
     if not rows:
         raise DatasetError(f"{path}: no rows")
-    return rows
+    return rows, places
 
 
 def _read_jsonl(file: Path) -> list[tuple[int, Any]]:

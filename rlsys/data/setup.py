@@ -4,29 +4,57 @@ Must not import ray, vllm or deepspeed.
 """
 from __future__ import annotations
 
-from rlsys.config import DataConfig
-from rlsys.data.datasets import load_rows
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from rlsys.config import ConfigError, DataConfig
+from rlsys.data.datasets import read_rows
 from rlsys.data.prompt_stream import PromptStream, split_train_eval
 from rlsys.data.tasks import generate_task
 from rlsys.types import Prompt
 
 
-def load_source_rows(cfg: DataConfig) -> list[dict]:
+@dataclass(frozen=True)
+class SourceRows:
+    """The validated rows of ``data.source`` and where each came from (``"FILE: line N"``,
+    ``"builtin:TASK: row N (id ...)"``), for the messages of later checks."""
+
+    rows: list[dict]
+    places: list[str]
+
+
+def read_source(cfg: DataConfig) -> SourceRows:
+    """Read (a file) or generate (a built-in task) and validate every row of ``cfg.source``."""
     if cfg.source.startswith("builtin:"):
         name = cfg.source.split(":", 1)[1]
-        return generate_task(name, cfg.num_train + cfg.num_eval, cfg.seed, cfg.difficulties)
-    return load_rows(cfg.source)
+        rows = generate_task(name, cfg.num_train + cfg.num_eval, cfg.seed, cfg.difficulties)
+        return SourceRows(rows, [f"{cfg.source}: row {i + 1} (id {r['id']})" for i, r in enumerate(rows)])
+    return SourceRows(*read_rows(cfg.source))
 
 
-def build_prompt_sources(cfg: DataConfig, model_path: str) -> tuple[PromptStream, list[Prompt]]:
-    """(training stream, evaluation prompts); the eval split never appears in training."""
+def load_source_rows(cfg: DataConfig) -> list[dict]:
+    return read_source(cfg).rows
+
+
+def load_tokenizer(model_path: str) -> Any:
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    train_rows, eval_rows = split_train_eval(load_source_rows(cfg), cfg.num_eval, cfg.seed)
+    return AutoTokenizer.from_pretrained(model_path)
+
+
+def build_prompt_sources(cfg: DataConfig, model_path: str, source: Optional[SourceRows] = None,
+                         tokenizer: Any = None) -> tuple[PromptStream, list[Prompt]]:
+    """(training stream, evaluation prompts); the eval split never appears in training. ``source``
+    and ``tokenizer``, when given, are the already read rows and the model's tokenizer."""
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_path)
+    rows = (source or read_source(cfg)).rows
+    if not 0 <= cfg.num_eval < len(rows):
+        raise ConfigError(f"data.num_eval={cfg.num_eval}: data.source={cfg.source!r} has {len(rows)} rows; "
+                          f"hold out fewer")
+    train_rows, eval_rows = split_train_eval(rows, cfg.num_eval, cfg.seed)
     if len(train_rows) < cfg.prompts_per_step:
-        raise ValueError(f"data.source={cfg.source!r} has {len(train_rows)} training rows after holding out "
-                         f"data.num_eval={cfg.num_eval}; data.prompts_per_step={cfg.prompts_per_step} needs more")
+        raise ConfigError(f"data.prompts_per_step={cfg.prompts_per_step}: data.source={cfg.source!r} has "
+                          f"{len(train_rows)} training rows after holding out data.num_eval={cfg.num_eval}")
     stream = PromptStream(train_rows, tokenizer, cfg.prompts_per_step, cfg.seed, cfg.default_verifier,
                           cfg.chat_template)
     eval_prompts: list[Prompt] = []

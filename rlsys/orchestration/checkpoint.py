@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from rlsys.config import ConfigError, TrainerConfig
+from rlsys.config import Config, ConfigError, TrainerConfig, load_config
 
 STATE_FILE = "state.pkl"
 LATEST_FILE = "latest"
+METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "config.yaml"
 
 
 @dataclass
@@ -58,13 +60,71 @@ def is_due(trainer: TrainerConfig, steps_done: int) -> bool:
 
 def check_resume_mode(trainer: TrainerConfig) -> Optional[Path]:
     """The checkpoint to resume from (None: start fresh); refuses to start over a run's checkpoints
-    with ``trainer.resume=never``, so nothing already done is overwritten."""
+    with ``trainer.resume=never``, and over an earlier run's metrics with no checkpoint to continue
+    them from, so nothing already done is overwritten."""
     found = latest(trainer.run_dir)
     if found is not None and trainer.resume == "never":
         raise ConfigError(f"trainer.run_dir={trainer.run_dir!r} already holds checkpoints (latest {found.name}) "
                           f"and trainer.resume=never: pass trainer.resume=auto to continue that run, or "
                           f"choose another trainer.run_dir")
+    metrics = Path(trainer.run_dir) / METRICS_FILE
+    if found is None and metrics.is_file() and metrics.stat().st_size > 0:
+        raise ConfigError(f"trainer.run_dir={trainer.run_dir!r} holds {METRICS_FILE} of an earlier run but no "
+                          f"checkpoint to resume from: choose another trainer.run_dir or remove it")
     return found
+
+
+# Keys that may change when a run is resumed: how long it goes on, how often it evaluates and saves,
+# where and on what it runs, and how patiently it grades, restarts and waits. Everything else (the
+# model, the data and its seeds, the algorithm, the learner's shape, sampling) defines the run the
+# checkpoint belongs to, so changing it would silently continue a different run. rollout.num_workers
+# is placement only: sampling seeds come from each request, not from the engine that serves it.
+RESUME_MAY_CHANGE_SECTIONS = ("cluster",)
+RESUME_MAY_CHANGE = frozenset({
+    "trainer.total_steps", "trainer.run_dir", "trainer.resume", "trainer.eval_every", "trainer.save_every",
+    "trainer.eval_samples", "trainer.eval_temperature",
+    "trainer.keep_checkpoints", "trainer.max_nonfinite_steps",
+    "model.cache_dir",
+    "rollout.num_workers", "rollout.num_cpus_per_worker", "rollout.num_gpus_per_worker", "rollout.max_restarts",
+    "rollout.gpu_memory_utilization", "rollout.kv_cache_space_gb",
+    "reward.num_workers", "reward.timeout_s", "reward.num_cpus", "reward.max_restarts",
+    "learner.num_cpus_per_rank", "learner.num_gpus_per_rank",
+})
+
+
+def check_resume_config(cfg: Config, found: Optional[Path]) -> None:
+    """Refuse to resume checkpoint ``found`` with a config that differs from the one the run was
+    started with (``<run_dir>/config.yaml``) in a key outside RESUME_MAY_CHANGE, naming each
+    difference ``key: old -> new``. A run dir without a saved config passes."""
+    saved = Path(cfg.trainer.run_dir) / CONFIG_FILE
+    if found is None or not saved.is_file():
+        return
+    try:
+        old = load_config(str(saved))
+    except ConfigError as e:
+        raise ConfigError(f"{saved}: cannot read the config of the run to resume ({e}); choose another "
+                          f"trainer.run_dir") from None
+    before, after = _flat(old.to_dict()), _flat(cfg.to_dict())
+    changed = [f"{key}: {before.get(key)!r} -> {after.get(key)!r}" for key in sorted(before.keys() | after.keys())
+               if before.get(key) != after.get(key) and not _may_change(key)]
+    if changed:
+        raise ConfigError(f"trainer.run_dir={cfg.trainer.run_dir!r} holds a checkpoint ({found.name}) of a run with "
+                          f"another config ({saved}): {'; '.join(changed)}; resume with the saved values, or "
+                          f"choose another trainer.run_dir")
+
+
+def _may_change(key: str) -> bool:
+    return key in RESUME_MAY_CHANGE or key.split(".", 1)[0] in RESUME_MAY_CHANGE_SECTIONS
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
 
 
 def save(run_dir: str | Path, state: RunState, learner) -> Path:

@@ -6,10 +6,13 @@ and no ``RAY_ADDRESS`` (set by ``ray job submit``), a local cluster is started i
 from __future__ import annotations
 
 import os
+import socket
+import urllib.parse
+from typing import Optional
 
 import ray
 
-from rlsys.config import Config
+from rlsys.config import Config, ConfigError
 
 
 def actor_env() -> dict[str, str]:
@@ -22,19 +25,94 @@ def actor_env() -> dict[str, str]:
 
 
 def cpus_needed(cfg: Config) -> float:
+    """Ray CPUs the config's actors reserve (the controller actor reserves none)."""
     return (cfg.rollout.num_workers * cfg.rollout.num_cpus_per_worker
-            + cfg.learner.num_ranks * cfg.learner.num_cpus_per_rank + cfg.reward.num_cpus + 0.5)
+            + cfg.learner.num_ranks * cfg.learner.num_cpus_per_rank + cfg.reward.num_cpus)
+
+
+def ray_address(cfg: Config) -> tuple[Optional[str], str]:
+    """(address to join or None for an embedded cluster, the key it came from)."""
+    if cfg.cluster.address:
+        return cfg.cluster.address, "cluster.address"
+    return os.environ.get("RAY_ADDRESS") or None, "RAY_ADDRESS"
+
+
+def check_cluster(cfg: Config, need_cpus: Optional[float] = None, connect_timeout_s: float = 3.0) -> None:
+    """Checks needing no cluster, run before anything is written: an embedded cluster fits the
+    machine (``need_cpus``: what the actors reserve, default ``cpus_needed(cfg)``); a cluster to join
+    answers at its address. Raises ConfigError naming the keys."""
+    if ray.is_initialized():  # joined already (an in-process caller): check_resources checks that cluster
+        return
+    address, key = ray_address(cfg)
+    if address is None:
+        check_embedded_fits(cfg, os.cpu_count() or 1, need_cpus)
+    else:
+        check_reachable(address, key, connect_timeout_s)
+
+
+def check_embedded_fits(cfg: Config, machine_cpus: int, need_cpus: Optional[float] = None) -> None:
+    """An embedded cluster is never larger than the machine, and the actors' CPUs fit in it."""
+    if cfg.cluster.num_cpus > machine_cpus:
+        raise ConfigError(f"cluster.num_cpus={cfg.cluster.num_cpus}: this machine has {machine_cpus} CPUs; "
+                          f"an embedded cluster is never larger than the machine")
+    have, need = cfg.cluster.num_cpus or machine_cpus, cpus_needed(cfg) if need_cpus is None else need_cpus
+    if need > have:
+        raise ConfigError(
+            f"the config asks for {need:g} CPUs (rollout.num_workers={cfg.rollout.num_workers} x "
+            f"rollout.num_cpus_per_worker={cfg.rollout.num_cpus_per_worker:g} + learner.num_ranks="
+            f"{cfg.learner.num_ranks} x learner.num_cpus_per_rank={cfg.learner.num_cpus_per_rank:g} + "
+            f"reward.num_cpus={cfg.reward.num_cpus:g}) but the embedded cluster has {have} "
+            f"({'cluster.num_cpus' if cfg.cluster.num_cpus else 'os.cpu_count()'}): lower them, or join a "
+            f"larger cluster with cluster.address")
+
+
+def address_host_port(address: str) -> Optional[tuple[str, int]]:
+    """(host, port) a Ray address connects to, None when Ray resolves it itself ("auto", "local")
+    or it names no port. Forms: host:port (GCS), ray://host:port (client, default port 10001),
+    http(s)://host:port (dashboard / job API, default 80 / 443)."""
+    if address in ("auto", "local"):
+        return None
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "", address
+    default = {"ray": 10001, "http": 80, "https": 443}.get(scheme.lower())
+    try:
+        parsed = urllib.parse.urlsplit("//" + rest)
+        host, port = parsed.hostname, parsed.port or default
+    except ValueError:  # a port that is not a number
+        raise ConfigError(f"{address!r}: not a Ray address (host:port, ray://host:port or http://host:port)") from None
+    if not host or port is None:
+        return None
+    return host, port
+
+
+def check_reachable(address: str, key: str, timeout_s: float) -> None:
+    """One bounded TCP connect to the address, so a wrong or stopped cluster fails in seconds
+    instead of Ray retrying for minutes."""
+    try:
+        target = address_host_port(address)
+    except ConfigError as e:
+        raise ConfigError(f"{key}={e}") from None
+    if target is None:
+        return
+    try:
+        socket.create_connection(target, timeout=timeout_s).close()
+    except OSError as e:
+        reason = "timed out" if isinstance(e, TimeoutError) else (e.strerror or type(e).__name__)
+        raise ConfigError(f"{key}={address!r}: nothing answers at {target[0]}:{target[1]} ({reason} within "
+                          f"{timeout_s:g} s): start the cluster, fix the address, or unset it for an embedded "
+                          f"cluster") from None
 
 
 def connect(cfg: Config) -> str:
     """Initialise Ray for this driver; returns a short description of the cluster joined."""
-    address = cfg.cluster.address or os.environ.get("RAY_ADDRESS")
+    address, _ = ray_address(cfg)
     if ray.is_initialized():
         return "already initialised"
     if address:
         ray.init(address=address, namespace=cfg.cluster.namespace, log_to_driver=True)
         return f"joined {address}"
-    num_cpus = cfg.cluster.num_cpus or int(max(cpus_needed(cfg) + 1, os.cpu_count() or 1) + 0.999)
+    num_cpus = cfg.cluster.num_cpus or os.cpu_count() or 1  # never more than the machine (check_cluster)
     ray.init(num_cpus=num_cpus, namespace=cfg.cluster.namespace, include_dashboard=cfg.cluster.include_dashboard,
              runtime_env={"env_vars": actor_env()}, log_to_driver=True, _node_ip_address="127.0.0.1")
     return f"embedded local cluster ({num_cpus} logical CPUs)"
@@ -48,7 +126,7 @@ def check_resources(cfg: Config) -> None:
         raise RuntimeError(
             f"cluster has {total.get('CPU', 0)} CPUs but the config asks for {need_cpu}: "
             f"rollout.num_workers*rollout.num_cpus_per_worker + learner.num_ranks*learner.num_cpus_per_rank"
-            f" + reward.num_cpus (lower them, or set cluster.num_cpus for an embedded cluster)")
+            f" + reward.num_cpus (lower them, or join a larger cluster)")
     need_gpu = (cfg.rollout.num_workers * cfg.rollout.num_gpus_per_worker
                 + cfg.learner.num_ranks * cfg.learner.num_gpus_per_rank)
     if need_gpu and total.get("GPU", 0) < need_gpu:

@@ -10,8 +10,8 @@ import dataclasses
 from pathlib import Path
 
 from rlsys.config import Config, load_config
-from rlsys.data.datasets import load_rows
-from rlsys.data.setup import build_prompt_sources
+from rlsys.data.checks import check_prompt_lengths, check_verifiers, prompt_budget
+from rlsys.data.setup import build_prompt_sources, load_tokenizer, read_source
 from rlsys.models.resolve import resolve_model
 from rlsys.orchestration import cluster
 from rlsys.orchestration.actors import RewardClient, RolloutGroup
@@ -38,15 +38,19 @@ def resolve_target(target: str, overrides: list[str]) -> tuple[Config, str]:
 def eval_prompts(cfg: Config, source: str, model_path: str) -> list[Prompt]:
     """The prompts ``source`` is evaluated on: a built-in task's held-out split (the ``data.num_eval``
     prompts training evaluates on with this config, never its training prompts); every row of a
-    .jsonl/.parquet file, in file order. Raises ValueError (DatasetError, ConfigError) naming the
-    file, row and column, or the config key, at fault."""
+    .jsonl/.parquet file, in file order. Every row is read, its verifier name and its token length
+    checked before any worker starts. Raises ValueError (DatasetError, ConfigError) naming the file,
+    row and column, or the config key, at fault."""
     builtin = source.startswith("builtin:")
-    if not builtin:
-        load_rows(source)  # the loader's message (file, line, column) beats a generic config error
     data_cfg = dataclasses.replace(cfg.data, source=source,
                                    **({} if builtin else {"num_eval": 0, "prompts_per_step": 1}))
+    rows = None if builtin else read_source(data_cfg)  # the loader's message (file, line, column) comes first
     dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, path=model_path), data=data_cfg).validate()
-    stream, held_out = build_prompt_sources(data_cfg, model_path)
+    rows = rows or read_source(data_cfg)
+    check_verifiers(rows, data_cfg, cfg.reward)
+    tokenizer = load_tokenizer(model_path)
+    check_prompt_lengths(rows, tokenizer, data_cfg.chat_template, prompt_budget(model_path, cfg.rollout))
+    stream, held_out = build_prompt_sources(data_cfg, model_path, rows, tokenizer)
     if builtin and not held_out:
         raise ValueError(f"{source}: data.num_eval=0, but a built-in task is evaluated on its held-out split")
     return held_out if builtin else stream.all_prompts()
@@ -59,9 +63,10 @@ def run_eval(target: str, datasets: list[str], k: int, temperature: float, overr
     if temperature < 0:
         raise ValueError(f"--temperature={temperature}: must be >= 0")
     cfg, model_path = resolve_target(target, overrides)
-    prompts = {source: eval_prompts(cfg, source, model_path) for source in datasets or [cfg.data.source]}
-    cluster.connect(cfg)
     rollout_cfg = dataclasses.replace(cfg.rollout, num_workers=min(cfg.rollout.num_workers, 1))
+    prompts = {source: eval_prompts(cfg, source, model_path) for source in datasets or [cfg.data.source]}
+    cluster.check_cluster(cfg, rollout_cfg.num_workers * rollout_cfg.num_cpus_per_worker + cfg.reward.num_cpus)
+    cluster.connect(cfg)
     rollout = RolloutGroup(rollout_cfg, model_path, cfg.model.dtype)
     reward = RewardClient(cfg.reward)
     report = {}
