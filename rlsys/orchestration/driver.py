@@ -17,7 +17,8 @@ from rlsys.algo.batch import AdvantageSpec, assemble
 from rlsys.algo.loss import LossSpec
 from rlsys.config import Config
 from rlsys.types import LearnerStats
-from rlsys.data.setup import build_prompt_sources
+from rlsys.data.checks import check_prompt_lengths, check_verifiers, prompt_budget
+from rlsys.data.setup import build_prompt_sources, load_tokenizer, read_source
 from rlsys.metrics.compute import (advantage_metrics, coef_metrics, entropy_metrics, filter_metrics, reward_metrics,
                                    rollout_metrics, sampler_metrics)
 from rlsys.metrics.logger import MetricsLogger
@@ -93,18 +94,47 @@ def evaluate(w: Workers, prompts, cfg: Config, version: int, step: int) -> dict[
 
 
 def train(cfg: Config) -> dict:
-    """Validate, start (or join) the cluster and the actors, run the loop; returns the run summary."""
+    """Check everything that needs no cluster, then start (or join) the cluster and the actors and
+    run the loop; returns the run summary."""
+    plan = check_run(cfg)
+    return start_run(cfg, plan)
+
+
+@dataclass
+class RunPlan:
+    """What ``check_run`` found: the checkpoint to resume from, the model dir and the prompts."""
+
+    resume_from: Optional[Path]
+    model_path: str
+    stream: object  # PromptStream
+    eval_prompts: list
+
+
+def check_run(cfg: Config) -> RunPlan:
+    """Every check that needs no cluster, before anything is written to the run dir or Ray starts;
+    raises ConfigError / DatasetError naming the key, or the file and row. Only the built-in model's
+    cache (model.cache_dir) may be written, after the data has been read and checked."""
     cfg.validate()
-    resume_from = checkpoint.check_resume_mode(cfg.trainer)  # before anything starts or is written
-    run_dir = Path(cfg.trainer.run_dir)
-    cfg.write(run_dir / "config.yaml")
+    resume_from = checkpoint.check_resume_mode(cfg.trainer)
+    checkpoint.check_resume_config(cfg, resume_from)
+    cluster.check_cluster(cfg)  # an embedded cluster fits the machine; a cluster to join answers
+    source = read_source(cfg.data)
+    check_verifiers(source, cfg.data, cfg.reward)
     model_path = resolve_model(cfg.model, seed=cfg.trainer.seed)
-    stream, eval_prompts = build_prompt_sources(cfg.data, model_path)
+    tokenizer = load_tokenizer(model_path)
+    check_prompt_lengths(source, tokenizer, cfg.data.chat_template, prompt_budget(model_path, cfg.rollout))
+    stream, eval_prompts = build_prompt_sources(cfg.data, model_path, source, tokenizer)
+    return RunPlan(resume_from, model_path, stream, eval_prompts)
+
+
+def start_run(cfg: Config, plan: RunPlan) -> dict:
+    """Write the resolved config, start (or join) the cluster and the actors, run the loop."""
+    cfg.write(Path(cfg.trainer.run_dir) / "config.yaml")
     where = cluster.connect(cfg)
-    print(f"[rlsys] {where}; model {model_path}; algo {cfg.algo.name}; starting actors ...", flush=True)
-    w = start_workers(cfg, model_path)
+    print(f"[rlsys] {where}; model {plan.model_path}; algo {cfg.algo.name}; starting actors ...", flush=True)
+    w = start_workers(cfg, plan.model_path)
     try:
-        return run_loop(cfg, w, stream, eval_prompts, resume_from)
+        return run_loop(cfg, w, plan.stream, plan.eval_prompts, plan.resume_from)
     finally:
         w.shutdown()
 
