@@ -64,3 +64,60 @@ def test_resume_modes(tmp_path):
         checkpoint.check_resume_mode(fresh)  # never overwrite a run's checkpoints
     auto = TrainerConfig(run_dir=str(tmp_path), resume="auto")
     assert checkpoint.check_resume_mode(auto).name == "step_000003"
+
+
+def test_metrics_without_a_checkpoint_are_refused(tmp_path):
+    auto = TrainerConfig(run_dir=str(tmp_path), resume="auto")
+    (tmp_path / "metrics.jsonl").write_text("")
+    assert checkpoint.check_resume_mode(auto) is None  # an empty file is nothing to lose
+    (tmp_path / "metrics.jsonl").write_text('{"kind": "train", "step": 0}\n')
+    with pytest.raises(ConfigError, match="holds metrics.jsonl of an earlier run but no checkpoint to resume from: "
+                                          "choose another trainer.run_dir or remove it"):
+        checkpoint.check_resume_mode(auto)
+    checkpoint.save(tmp_path, state(1), PathRecorder())
+    assert checkpoint.check_resume_mode(auto).name == "step_000001"  # with a checkpoint it resumes
+
+
+def run_with_saved_config(tmp_path, *overrides: str):
+    """A run dir with a checkpoint and the config.yaml of the run that wrote it."""
+    from rlsys.config import load_config
+
+    cfg = load_config(None, [f"trainer.run_dir={tmp_path}", *overrides])
+    cfg.write(tmp_path / "config.yaml")
+    return cfg, checkpoint.save(tmp_path, state(2), PathRecorder())
+
+
+def test_resume_with_a_changed_config_names_every_difference(tmp_path):
+    from rlsys.config import load_config
+
+    _, found = run_with_saved_config(tmp_path)
+    changed = load_config(None, [f"trainer.run_dir={tmp_path}", "data.seed=7", "algo.eps_high=0.28",
+                                 "data.difficulties=[1,2]", "trainer.total_steps=99"])
+    with pytest.raises(ConfigError) as e:
+        checkpoint.check_resume_config(changed, found)
+    msg = str(e.value)
+    assert "data.seed: 0 -> 7" in msg and "algo.eps_high: 0.2 -> 0.28" in msg
+    assert "data.difficulties: [1, 2, 3] -> [1, 2]" in msg
+    assert "total_steps" not in msg and "\n" not in msg  # total_steps may change; one line
+
+
+def test_resume_may_change_length_schedules_and_placement(tmp_path):
+    from rlsys.config import load_config
+
+    _, found = run_with_saved_config(tmp_path)
+    allowed = load_config(None, [f"trainer.run_dir={tmp_path}", "trainer.total_steps=99", "trainer.save_every=5",
+                                 "trainer.eval_every=3", "cluster.address=127.0.0.1:6379", "reward.timeout_s=9",
+                                 "rollout.num_workers=1", "model.cache_dir=/elsewhere"])
+    checkpoint.check_resume_config(allowed, found)
+    checkpoint.check_resume_config(allowed, None)  # nothing to resume: nothing to compare
+    (tmp_path / "config.yaml").unlink()
+    checkpoint.check_resume_config(load_config(None, ["data.seed=3"]), found)  # no saved config: passes
+
+
+def test_unreadable_saved_config_is_named(tmp_path):
+    from rlsys.config import load_config
+
+    cfg, found = run_with_saved_config(tmp_path)
+    (tmp_path / "config.yaml").write_text("nosuch: {key: 1}\n")
+    with pytest.raises(ConfigError, match="cannot read the config of the run to resume"):
+        checkpoint.check_resume_config(cfg, found)

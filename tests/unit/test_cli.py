@@ -1,4 +1,6 @@
 """Command-line parsing: overrides may follow options; unknown options are refused."""
+from pathlib import Path
+
 import pytest
 
 from rlsys import cli
@@ -18,3 +20,51 @@ def test_unknown_option_is_an_error(capsys):
         cli.main(["train", "configs/demo.yaml", "--no-such-flag"])
     assert e.value.code == 2
     assert "--no-such-flag" in capsys.readouterr().err
+
+
+def test_cli_import_does_not_import_ray():
+    import subprocess
+    import sys
+
+    code = "import sys, rlsys.cli\nassert 'ray' not in sys.modules and 'torch' not in sys.modules\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+DEMO = str(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml")
+
+
+def make_error(kind: str) -> BaseException:
+    from rlsys.data.datasets import DatasetError
+    from rlsys.orchestration.actors import WorkerDied
+    from rlsys.orchestration.driver import RunStopped
+
+    return {"stopped": RunStopped("SIGINT", 130, 5), "died": WorkerDied("learner-rank-1 died: boom"),
+            "nonfinite": FloatingPointError("4 steps logged NaN/inf metrics\n(trainer.max_nonfinite_steps=3)"),
+            "dataset": DatasetError("d.jsonl: line 3: column 'verifier': unknown verifier 'x'")}[kind]
+
+
+@pytest.mark.parametrize("kind, code, line", [
+    ("stopped", 130, "rlsys train: stopped by SIGINT after step 4; checkpoint saved in runs/cli-test/checkpoints, "
+                     "run the same command to continue"),
+    ("died", 1, "rlsys train: learner-rank-1 died: boom"),
+    ("nonfinite", 1, "rlsys train: 4 steps logged NaN/inf metrics (trainer.max_nonfinite_steps=3)"),
+    ("dataset", 2, "rlsys train: d.jsonl: line 3: column 'verifier': unknown verifier 'x'"),
+])
+def test_train_failures_are_one_line_with_their_exit_code(monkeypatch, capsys, kind, code, line):
+    from rlsys.orchestration import driver
+
+    err = make_error(kind)
+
+    def train(cfg):
+        raise err
+
+    monkeypatch.setattr(driver, "train", train)
+    assert cli.main(["train", DEMO, "trainer.run_dir=runs/cli-test"]) == code
+    assert capsys.readouterr().err.strip() == line
+
+
+def test_invalid_config_is_exit_2_on_one_line(capsys):
+    assert cli.main(["train", DEMO, "algo.eps_low=1.5", "learner.zero_stage=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("rlsys train: invalid config: ") and "algo.eps_low" in err

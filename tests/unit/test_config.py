@@ -100,3 +100,112 @@ def test_resolved_config_round_trips(tmp_path):
     cfg.write(tmp_path / "config.yaml")
     again = load_config(str(tmp_path / "config.yaml"))
     assert again == cfg
+
+
+# ---------------------------------------------------------------- every field checked, one line, its key
+
+def problems_of(*overrides: str) -> str:
+    with pytest.raises(ConfigError) as e:
+        load_config(None, list(overrides)).validate()
+    msg = str(e.value)
+    assert "\n" not in msg  # the CLI prints it as one line
+    return msg
+
+
+def test_negative_num_train_is_blamed_on_num_train():
+    msg = problems_of("data.num_train=-5")
+    assert "data.num_train=-5: must be > 0" in msg and "num_eval" not in msg
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("algo.eps_low=1.5", "algo.eps_low=1.5: must be in (0, 1)"),
+    ("algo.eps_low=0", "algo.eps_low=0.0: must be in (0, 1)"),
+    ("algo.eps_high=-0.1", "algo.eps_high=-0.1: must be > 0"),
+    ("learner.lr=inf", "learner.lr=inf: must be a finite number"),
+    ("learner.lr=nan", "learner.lr=nan: must be a finite number"),
+    ("reward.timeout_s=-inf", "reward.timeout_s=-inf: must be a finite number"),
+    ("learner.zero_stage=1", "learner.zero_stage=1: must be one of [2, 3]"),
+    ("learner.zero_stage=0", "learner.zero_stage=0: must be one of [2, 3]"),
+    ("rollout.num_cpus_per_worker=-1", "rollout.num_cpus_per_worker=-1.0: must be >= 0"),
+    ("rollout.num_gpus_per_worker=-1", "rollout.num_gpus_per_worker=-1.0: must be >= 0"),
+    ("learner.num_cpus_per_rank=-0.5", "learner.num_cpus_per_rank=-0.5: must be >= 0"),
+    ("reward.num_cpus=-1", "reward.num_cpus=-1.0: must be >= 0"),
+    ("cluster.actor_start_timeout_s=0", "cluster.actor_start_timeout_s=0.0: must be > 0"),
+    ("rollout.gpu_memory_utilization=1.5", "rollout.gpu_memory_utilization=1.5: must be in (0, 1]"),
+    ("algo.clip_cov_ratio=2", "algo.clip_cov_ratio=2.0: must be in [0, 1]"),
+    ("entropy_control.aer_rho=-0.1", "entropy_control.aer_rho=-0.1: must be in [0, 1]"),
+    ("learner.grad_clip=-1", "learner.grad_clip=-1.0: must be >= 0"),
+    ("learner.backend=nccl", "learner.backend='nccl' needs learner.num_gpus_per_rank > 0"),
+    ("trainer.keep_checkpoints=0", "trainer.keep_checkpoints=0: must be > 0"),
+    ("data.seed=-1", "data.seed=-1: must be >= 0"),
+    ("data.difficulties=[7]", "data.difficulties=[7]: arithmetic has levels [1, 2, 3, 4, 5]"),
+    ("data.num_train=4", "data.num_train=4: must be >= data.prompts_per_step=16"),
+    ("reward.verifier_paths=[nocolon]", "reward.verifier_paths: 'nocolon' must look like 'pkg.mod:function'"),
+    ("model.path=builtin:nope", "model.path='builtin:nope': unknown built-in model"),
+    ("algo.dynamic_sampling_max_rounds=0", "algo.dynamic_sampling_max_rounds=0: must be > 0"),
+])
+def test_each_bad_field_is_named(override, expected):
+    assert expected in problems_of(override)
+
+
+def test_model_dir_without_config_json(tmp_path):
+    assert "no config.json there" in problems_of(f"model.path={tmp_path}")
+
+
+def test_several_problems_on_one_line():
+    msg = problems_of("algo.eps_low=1.5", "learner.lr=inf", "learner.zero_stage=1")
+    assert msg.startswith("invalid config: ")
+    assert all(k in msg for k in ("algo.eps_low", "learner.lr", "learner.zero_stage"))
+
+
+# ---------------------------------------------------------------- the embedded cluster and the address
+
+def test_default_and_demo_asks_fit_a_two_core_machine():
+    from rlsys.orchestration.cluster import check_embedded_fits, cpus_needed
+
+    for cfg in (Config(), load_config(str(CONFIGS / "demo.yaml"))):
+        assert cpus_needed(cfg) <= 2
+        check_embedded_fits(cfg, machine_cpus=2)
+
+
+def test_embedded_cluster_never_larger_than_the_machine():
+    from rlsys.orchestration.cluster import check_embedded_fits
+
+    with pytest.raises(ConfigError) as e:
+        check_embedded_fits(load_config(None, ["rollout.num_workers=8"]), machine_cpus=2)
+    msg = str(e.value)  # 8*0.5 + 2*0.25 + 0.25
+    assert "asks for 4.75 CPUs" in msg and "rollout.num_workers=8" in msg and "has 2 (os.cpu_count())" in msg
+    with pytest.raises(ConfigError, match="cluster.num_cpus=4: this machine has 2 CPUs"):
+        check_embedded_fits(load_config(None, ["cluster.num_cpus=4"]), machine_cpus=2)
+    with pytest.raises(ConfigError, match=r"has 1 \(cluster.num_cpus\)"):
+        check_embedded_fits(load_config(None, ["cluster.num_cpus=1"]), machine_cpus=2)
+
+
+@pytest.mark.parametrize("address, expected", [
+    ("127.0.0.1:6379", ("127.0.0.1", 6379)), ("ray://head:10001", ("head", 10001)), ("ray://head", ("head", 10001)),
+    ("http://127.0.0.1:8265", ("127.0.0.1", 8265)), ("https://ray.example", ("ray.example", 443)),
+    ("[::1]:6379", ("::1", 6379)), ("auto", None), ("local", None), ("headnode", None),
+])
+def test_ray_address_forms(address, expected):
+    from rlsys.orchestration.cluster import address_host_port
+
+    assert address_host_port(address) == expected
+
+
+def test_unreachable_address_fails_fast_naming_its_key():
+    import socket
+    import time
+
+    from rlsys.orchestration.cluster import check_reachable
+
+    with socket.socket() as held:  # bound, never listening: a connect is refused (or times out)
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        start = time.monotonic()
+        with pytest.raises(ConfigError, match=rf"cluster.address='127.0.0.1:{port}': nothing answers"):
+            check_reachable(f"127.0.0.1:{port}", "cluster.address", timeout_s=2.0)
+        assert time.monotonic() - start < 5
+        with pytest.raises(ConfigError, match="RAY_ADDRESS='http://127.0.0.1"):
+            check_reachable(f"http://127.0.0.1:{port}", "RAY_ADDRESS", timeout_s=2.0)
+    with pytest.raises(ConfigError, match="cluster.address='h:abc': not a Ray address"):
+        check_reachable("h:abc", "cluster.address", timeout_s=1.0)
