@@ -37,10 +37,10 @@ def ray_address(cfg: Config) -> tuple[Optional[str], str]:
     return os.environ.get("RAY_ADDRESS") or None, "RAY_ADDRESS"
 
 
-def check_cluster(cfg: Config, need_cpus: Optional[float] = None, connect_timeout_s: float = 3.0) -> None:
+def check_cluster(cfg: Config, need_cpus: Optional[tuple[float, str]] = None, connect_timeout_s: float = 3.0) -> None:
     """Checks needing no cluster, run before anything is written: an embedded cluster fits the
-    machine (``need_cpus``: what the actors reserve, default ``cpus_needed(cfg)``); a cluster to join
-    answers at its address. Raises ConfigError naming the keys."""
+    machine (``need_cpus``: what the actors reserve and the keys that make it, default the training
+    run's ``cpus_needed(cfg)``); a cluster to join answers at its address. Raises ConfigError naming the keys."""
     if ray.is_initialized():  # joined already (an in-process caller): check_resources checks that cluster
         return
     address, key = ray_address(cfg)
@@ -50,20 +50,25 @@ def check_cluster(cfg: Config, need_cpus: Optional[float] = None, connect_timeou
         check_reachable(address, key, connect_timeout_s)
 
 
-def check_embedded_fits(cfg: Config, machine_cpus: int, need_cpus: Optional[float] = None) -> None:
+def check_embedded_fits(cfg: Config, machine_cpus: int, need_cpus: Optional[tuple[float, str]] = None) -> None:
     """An embedded cluster is never larger than the machine, and the actors' CPUs fit in it."""
     if cfg.cluster.num_cpus > machine_cpus:
         raise ConfigError(f"cluster.num_cpus={cfg.cluster.num_cpus}: this machine has {machine_cpus} CPUs; "
                           f"an embedded cluster is never larger than the machine")
-    have, need = cfg.cluster.num_cpus or machine_cpus, cpus_needed(cfg) if need_cpus is None else need_cpus
+    have = cfg.cluster.num_cpus or machine_cpus
+    need, keys = need_cpus or (cpus_needed(cfg), _cpus_keys(cfg))
     if need > have:
         raise ConfigError(
-            f"the config asks for {need:g} CPUs (rollout.num_workers={cfg.rollout.num_workers} x "
-            f"rollout.num_cpus_per_worker={cfg.rollout.num_cpus_per_worker:g} + learner.num_ranks="
-            f"{cfg.learner.num_ranks} x learner.num_cpus_per_rank={cfg.learner.num_cpus_per_rank:g} + "
-            f"reward.num_cpus={cfg.reward.num_cpus:g}) but the embedded cluster has {have} "
+            f"the config asks for {need:g} CPUs ({keys}) but the embedded cluster has {have} "
             f"({'cluster.num_cpus' if cfg.cluster.num_cpus else 'os.cpu_count()'}): lower them, or join a "
             f"larger cluster with cluster.address")
+
+
+def _cpus_keys(cfg: Config) -> str:
+    r, lr = cfg.rollout, cfg.learner
+    return (f"rollout.num_workers={r.num_workers} x rollout.num_cpus_per_worker={r.num_cpus_per_worker:g} + "
+            f"learner.num_ranks={lr.num_ranks} x learner.num_cpus_per_rank={lr.num_cpus_per_rank:g} + "
+            f"reward.num_cpus={cfg.reward.num_cpus:g}")
 
 
 def address_host_port(address: str) -> Optional[tuple[str, int]]:

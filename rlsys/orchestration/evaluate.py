@@ -65,7 +65,9 @@ def run_eval(target: str, datasets: list[str], k: int, temperature: float, overr
     cfg, model_path = resolve_target(target, overrides)
     rollout_cfg = dataclasses.replace(cfg.rollout, num_workers=min(cfg.rollout.num_workers, 1))
     prompts = {source: eval_prompts(cfg, source, model_path) for source in datasets or [cfg.data.source]}
-    cluster.check_cluster(cfg, rollout_cfg.num_workers * rollout_cfg.num_cpus_per_worker + cfg.reward.num_cpus)
+    cluster.check_cluster(cfg, (rollout_cfg.num_cpus_per_worker + cfg.reward.num_cpus,  # one engine, no learner
+                                f"rollout.num_cpus_per_worker={rollout_cfg.num_cpus_per_worker:g} + "
+                                f"reward.num_cpus={cfg.reward.num_cpus:g}"))
     cluster.connect(cfg)
     rollout = RolloutGroup(rollout_cfg, model_path, cfg.model.dtype)
     reward = RewardClient(cfg.reward)
