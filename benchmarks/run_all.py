@@ -17,9 +17,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_entropy  # noqa: E402  (needs the path above)
 import bench_grading  # noqa: E402
+import bench_grading_hostile  # noqa: E402
 from common import RESULTS_DIR, machine_info, relpath  # noqa: E402
 
-BENCHMARKS = {"entropy": bench_entropy.main, "grading": bench_grading.main}
+BENCHMARKS = {"entropy": bench_entropy.main, "grading": bench_grading.main,
+              "grading_hostile": bench_grading_hostile.main}
 
 
 def main() -> int:

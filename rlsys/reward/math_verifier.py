@@ -174,11 +174,11 @@ def _answer_span(match: re.Match) -> str:
     return match.string[min(starts, default=match.start()):match.end()]
 
 
-def _read_match(match: re.Match, target) -> tuple[object, Optional[str]]:
+def _read_match(match: re.Match, target, guard: bool) -> tuple[object, Optional[str]]:
     """(value or None, refusal or None) for one pattern match, math-verify's extractor for LaTeX and
     numbers, our grammar (not sympy's eval-based parse_expr) for plain expressions."""
     mv, parser, _, _ = _mv()
-    refused = check_text(_answer_span(match))
+    refused = check_text(_answer_span(match)) if guard else None
     if refused:
         return None, refused
     if isinstance(target, mv.LatexExtractionConfig):
@@ -190,7 +190,7 @@ def _read_match(match: re.Match, target) -> tuple[object, Optional[str]]:
     return value, None
 
 
-def search_answer(text: str, regexes) -> tuple[Optional[Parsed], Optional[Parsed]]:
+def search_answer(text: str, regexes, guard: bool = True) -> tuple[Optional[Parsed], Optional[Parsed]]:
     """math-verify's extraction order: patterns by priority; within one, the rightmost match first;
     the first match that parses wins. Returns (parsed, refused): the refusal of a match that the
     guard stopped, if that came first."""
@@ -199,7 +199,7 @@ def search_answer(text: str, regexes) -> tuple[Optional[Parsed], Optional[Parsed
         matches = sorted(((m, t) for p, t, _ in group for m in p.finditer(text)),
                          key=lambda mt: (mt[0].end(), -mt[0].start()), reverse=True)
         for match, target in matches:
-            value, refused = _read_match(match, target)
+            value, refused = _read_match(match, target, guard)
             span = _answer_span(match).strip()
             if refused:
                 return None, Parsed((), span, "search", refused)
@@ -208,15 +208,15 @@ def search_answer(text: str, regexes) -> tuple[Optional[Parsed], Optional[Parsed
     return None, None
 
 
-def parse_latex_answer(latex: str, source: str) -> Parsed:
+def parse_latex_answer(latex: str, source: str, guard: bool = True) -> Parsed:
     """One answer written in LaTeX (a box's content, a reference), read the way math-verify reads
-    ``\\boxed{latex}``; a whole-text plain number first (``1 000``), by math-verify's number pattern."""
+    ``\\boxed{latex}``, after spaced thousands are joined (``1 000`` is 1000, not the product 1*000)."""
     latex = join_spaced_thousands(latex.strip())
-    refused = check_text(latex)
+    refused = check_text(latex) if guard else None
     if refused:
         return Parsed((), latex, source, refused)
     _, _, _, boxed = _mv()
-    found, refusal = search_answer("\\boxed{" + latex + "}", boxed)
+    found, refusal = search_answer("\\boxed{" + latex + "}", boxed, guard)
     values = found.values if found else ()
     return Parsed(values, latex, source, refusal.refused if refusal else None)
 
@@ -233,7 +233,7 @@ def _union(parts: list[Parsed]) -> Parsed:
     return Parsed((FiniteSet(*elements),), ", ".join(p.text for p in parts), "boxed set")
 
 
-def read_response(response: str) -> Parsed:
+def read_response(response: str, guard: bool = True) -> Parsed:
     """The final answer of a worked solution: the last complete box, or the set of the boxes that end
     it when several are written as one list (``\\boxed{1}, \\boxed{2}``: a list of candidates is graded
     as the set it is, so hedging never pays); else math-verify's search of the tail; else the text
@@ -241,11 +241,11 @@ def read_response(response: str) -> Parsed:
     text = normalize_text(response)
     boxes = find_boxes(text)
     if len(boxes) > 1:
-        return _union([parse_latex_answer(b, "boxed") for b in boxes])
+        return _union([parse_latex_answer(b, "boxed", guard) for b in boxes])
     if boxes:
-        return parse_latex_answer(boxes[0], "boxed")
+        return parse_latex_answer(boxes[0], "boxed", guard)
     _, _, search, _ = _mv()
-    found, refusal = search_answer(text[-TAIL_CHARS:], search)
+    found, refusal = search_answer(text[-TAIL_CHARS:], search, guard)
     if found or refusal:
         return found or refusal
     phrase = (find_answer_phrase(text) or "").strip().strip("*$").rstrip(".,;:!?").strip()
@@ -253,12 +253,12 @@ def read_response(response: str) -> Parsed:
 
 
 @functools.lru_cache(maxsize=8192)
-def read_reference(reference: str) -> Parsed:
+def read_reference(reference: str, guard: bool = True) -> Parsed:
     """A reference answer: plain LaTeX (``\\frac{3}{4}``, ``-3, 2``), or a solution with a box/``$``."""
     text = normalize_text(reference)
     if "\\boxed" in text or "\\fbox" in text or "$" in text:
-        return read_response(text)
-    return parse_latex_answer(text, "reference")
+        return read_response(text, guard)
+    return parse_latex_answer(text, "reference", guard)
 
 
 # ---------------------------------------------------------------- plain expressions, our grammar
@@ -267,7 +267,7 @@ _PLAIN_TOKEN_RE = re.compile(r"\s*(?:(\d+(?:\.\d*)?|\.\d+)|(.))")
 
 
 def parse_plain(expr: str):
-    """``2^3^2``, ``(1+2)*3``, ``7 ÷ 2`` as an unevaluated sympy expression (``^`` is right-associative),
+    """``2^3^2``, ``(1+2)*3``, ``7/2`` as an unevaluated sympy expression (``^`` is right-associative),
     or None. A recursive-descent grammar over numbers, + - * / ^ and parentheses only: nothing is
     evaluated, and the guard bounds the result before sympy compares it."""
     import sympy
@@ -338,12 +338,29 @@ def verify_math(response: str, reference: str) -> VerifyResult:
     """1.0 if the final answer of ``response`` is equivalent to ``reference`` (LaTeX or plain), 0.0 if not,
     if there is none, or if the guard refused it (``guard_rejected``); None if the reference cannot
     be read or is itself refused by the guard."""
-    gold = read_reference(reference)
-    refused = gold.refused or next(filter(None, map(check_expr, gold.values)), None)
+    return grade_math(response, reference, guard=True)
+
+
+def verify_math_unguarded(response: str, reference: str) -> VerifyResult:
+    """``verify_math`` with the guard's checks skipped: only the baseline of
+    benchmarks/bench_grading_hostile.py uses it (by path), to measure what the guard saves."""
+    return grade_math(response, reference, guard=False)
+
+
+def _refusal(parsed: Parsed, guard: bool) -> Optional[str]:
+    if not guard:
+        return None
+    return parsed.refused or next(filter(None, map(check_expr, parsed.values)), None)
+
+
+def grade_math(response: str, reference: str, guard: bool) -> VerifyResult:
+    """The verdict of ``verify_math``; with ``guard=False`` nothing is refused (the benchmark baseline)."""
+    gold = read_reference(reference, guard)
+    refused = _refusal(gold, guard)
     if refused:
         return VerifyResult(None, gold.text[:80], f"reference refused: {refused}", guard_rejected=True)
-    pred = read_response(response)
-    refused = pred.refused or next(filter(None, map(check_expr, pred.values)), None)
+    pred = read_response(response, guard)
+    refused = _refusal(pred, guard)
     if refused:
         return VerifyResult(0.0, pred.text[:80], f"{pred.source}: refused: {refused}", guard_rejected=True)
     if not pred.text and not pred.values:

@@ -111,3 +111,28 @@ def test_adversarial_through_the_service_never_time_out_raise_or_execute(service
     assert not os.path.exists(marker), "a code-injection string was executed"
     again, _ = service.grade([("math", r"\boxed{5}", "5")])
     assert again[0].score == 1.0
+
+
+# ---------------------------------------------------------------- every built-in verifier, through the service
+
+OTHER_REFERENCES = {"arithmetic": "42", "exact_match": "x", "multiple_choice": "B",
+                    "countdown": '{"numbers": [1, 2, 3], "target": 6}'}
+OTHER_TIMEOUT_S = 1.0  # other verifiers may legitimately end as None; a low limit keeps the test short
+
+
+def test_other_verifiers_on_adversarial_text_never_raise_hang_or_execute(tmp_path):
+    marker = str(tmp_path / "pwned")
+    requests = [(name, r, ref) for r in MALFORMED + injections(marker) + PATHOLOGICAL[:8]
+                for name, ref in OTHER_REFERENCES.items()]
+    with RewardService(num_workers=2, timeout_s=OTHER_TIMEOUT_S) as svc:
+        results, report = svc.grade(requests)
+        again, _ = svc.grade([("arithmetic", "42", "42")])
+    assert len(results) == len(requests) == report.num_graded
+    for (name, response, _), result in zip(requests, results):
+        assert isinstance(result, VerifyResult)
+        assert result.score is None or 0.0 <= result.score <= 1.0, (name, response[:60], result)
+        assert result.score != 1.0 or "\uff14" in response, (name, response[:60], result)  # NFKC: 42
+    # Each answer either finished or was cut at OTHER_TIMEOUT_S; slack for two busy shared cores.
+    assert report.seconds < OTHER_TIMEOUT_S * report.num_timeouts + 40, report
+    assert not os.path.exists(marker), "a code-injection string was executed"
+    assert again[0].score == 1.0
