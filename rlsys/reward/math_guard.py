@@ -1,7 +1,8 @@
 """Static cost checks that refuse a math answer before sympy is asked to compare it.
 
-``check_text`` looks at an answer's text (length, bracket nesting: latex2sympy's parse time grows
-with both); ``check_expr`` walks the parsed, *unevaluated* sympy tree and bounds what comparing it
+``check_text`` looks at an answer's text before latex2sympy parses it (length and nesting, which
+its parse time grows with; superscript towers, integrals and limits, which the tree check would
+refuse anyway but whose parse alone can take a second); ``check_expr`` walks the parsed, *unevaluated* sympy tree and bounds what comparing it
 would cost (node count, power towers, digits of every number, factorial arguments, summation
 ranges, integrals and limits). Each returns None or the reason for refusing. Neither evaluates
 anything: sizes are upper bounds on ``log10`` of magnitudes, computed from the tree. The grading
@@ -35,8 +36,6 @@ _FACTORIAL_LIKE = (sympy.factorial, sympy.factorial2, sympy.subfactorial, sympy.
 # An unevaluated integral or limit is never a final answer, and sympy's cost on one has no bound
 # (a two-node body such as sin(sin(x)) can run for minutes): refused outright, whatever its size.
 _UNBOUNDED = (sympy.Integral, sympy.Limit)
-
-
 _POWER_CHAIN_RE = re.compile(r"(?:\^\s*[\w.]+\s*){%d,}" % (MAX_TOWER + 1))  # 2^2^2^2 (no braces)
 _CALCULUS_RE = re.compile(r"\\(?:[io]+nt|lim)(?![a-zA-Z])")  # \int, \iint, \oint, \lim
 
