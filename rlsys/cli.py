@@ -14,18 +14,19 @@ def _train(args: argparse.Namespace) -> int:
     checkpoint, 1 when a worker died or the metrics stayed non-finite (one line, no traceback)."""
     from rlsys.config import ConfigError, load_config
     from rlsys.data.datasets import DatasetError
+    from rlsys.orchestration.preflight import check_run
 
-    try:
+    try:  # driver.train's two phases, the checks first, before ray and torch are imported
         cfg = load_config(args.config, args.overrides)
-        cfg.validate()
-    except ConfigError as e:
+        plan = check_run(cfg)
+    except (ConfigError, DatasetError) as e:
         return _fail("train", e, 2)
     from rlsys.orchestration.actors import WorkerDied
-    from rlsys.orchestration.driver import RunStopped, train
+    from rlsys.orchestration.driver import RunStopped, start_run
 
     try:
-        summary = train(cfg)
-    except (ConfigError, DatasetError) as e:  # found before anything is written or any actor starts
+        summary = start_run(cfg, plan)
+    except ConfigError as e:  # the cluster cannot host the actors: found before anything is written
         return _fail("train", e, 2)
     except RunStopped as e:
         print(f"rlsys train: {e}; checkpoint saved in {cfg.trainer.run_dir}/checkpoints, run the same command "

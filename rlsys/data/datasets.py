@@ -50,15 +50,22 @@ def read_rows(path: str) -> tuple[list[dict], list[str]]:
 
 
 def _read_jsonl(file: Path) -> list[tuple[int, Any]]:
+    try:
+        data = file.read_bytes()
+    except OSError as e:
+        raise DatasetError(f"{file}: cannot read ({e.strerror or type(e).__name__})") from None
     numbered = []
-    with open(file, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                numbered.append((line_no, json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise DatasetError(f"{file}: line {line_no}: invalid JSON ({e.msg} at column {e.colno})") from None
+    for line_no, raw in enumerate(data.splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")  # a byte-order mark may open the file
+        except UnicodeDecodeError as e:
+            raise DatasetError(f"{file}: line {line_no}: not UTF-8 text (byte {e.start + 1})") from None
+        if not line.strip():
+            continue
+        try:
+            numbered.append((line_no, json.loads(line)))
+        except json.JSONDecodeError as e:
+            raise DatasetError(f"{file}: line {line_no}: invalid JSON ({e.msg} at column {e.colno})") from None
     return numbered
 
 

@@ -37,9 +37,26 @@ def load_source_rows(cfg: DataConfig) -> list[dict]:
 
 
 def load_tokenizer(model_path: str) -> Any:
+    """The model's tokenizer; a model dir without a loadable one is a ConfigError naming it."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(model_path)
+    try:
+        return AutoTokenizer.from_pretrained(model_path)
+    except (OSError, ValueError) as e:  # no tokenizer files, or files transformers cannot parse
+        first = next((x for x in str(e).splitlines() if x.strip()), type(e).__name__)
+        raise ConfigError(f"model {model_path!r}: cannot load its tokenizer ({first[:300]})") from None
+
+
+def check_split(source: SourceRows, cfg: DataConfig) -> None:
+    """``data.num_eval`` held-out rows still leave ``data.prompts_per_step`` training rows; needs only
+    the rows, so it runs before the model is built."""
+    if not 0 <= cfg.num_eval < len(source.rows):
+        raise ConfigError(f"data.num_eval={cfg.num_eval}: data.source={cfg.source!r} has {len(source.rows)} rows; "
+                          f"hold out fewer")
+    if len(source.rows) - cfg.num_eval < cfg.prompts_per_step:
+        raise ConfigError(f"data.prompts_per_step={cfg.prompts_per_step}: data.source={cfg.source!r} has "
+                          f"{len(source.rows) - cfg.num_eval} training rows after holding out "
+                          f"data.num_eval={cfg.num_eval}")
 
 
 def build_prompt_sources(cfg: DataConfig, model_path: str, source: Optional[SourceRows] = None,
@@ -47,14 +64,9 @@ def build_prompt_sources(cfg: DataConfig, model_path: str, source: Optional[Sour
     """(training stream, evaluation prompts); the eval split never appears in training. ``source``
     and ``tokenizer``, when given, are the already read rows and the model's tokenizer."""
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_path)
-    rows = (source or read_source(cfg)).rows
-    if not 0 <= cfg.num_eval < len(rows):
-        raise ConfigError(f"data.num_eval={cfg.num_eval}: data.source={cfg.source!r} has {len(rows)} rows; "
-                          f"hold out fewer")
-    train_rows, eval_rows = split_train_eval(rows, cfg.num_eval, cfg.seed)
-    if len(train_rows) < cfg.prompts_per_step:
-        raise ConfigError(f"data.prompts_per_step={cfg.prompts_per_step}: data.source={cfg.source!r} has "
-                          f"{len(train_rows)} training rows after holding out data.num_eval={cfg.num_eval}")
+    source = source or read_source(cfg)
+    check_split(source, cfg)
+    train_rows, eval_rows = split_train_eval(source.rows, cfg.num_eval, cfg.seed)
     stream = PromptStream(train_rows, tokenizer, cfg.prompts_per_step, cfg.seed, cfg.default_verifier,
                           cfg.chat_template)
     eval_prompts: list[Prompt] = []

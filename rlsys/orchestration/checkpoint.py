@@ -62,7 +62,10 @@ def check_resume_mode(trainer: TrainerConfig) -> Optional[Path]:
     """The checkpoint to resume from (None: start fresh); refuses to start over a run's checkpoints
     with ``trainer.resume=never``, and over an earlier run's metrics with no checkpoint to continue
     them from, so nothing already done is overwritten."""
-    found = latest(trainer.run_dir)
+    try:
+        found = latest(trainer.run_dir)
+    except FileNotFoundError as e:  # a latest pointer naming an incomplete checkpoint
+        raise ConfigError(f"trainer.run_dir={trainer.run_dir!r}: {e}") from None
     if found is not None and trainer.resume == "never":
         raise ConfigError(f"trainer.run_dir={trainer.run_dir!r} already holds checkpoints (latest {found.name}) "
                           f"and trainer.resume=never: pass trainer.resume=auto to continue that run, or "

@@ -1,16 +1,16 @@
 """Start an embedded local Ray cluster or join a running one.
 
 The only place besides actors.py that talks to Ray's global state. With no ``cluster.address``
-and no ``RAY_ADDRESS`` (set by ``ray job submit``), a local cluster is started in-process.
+and no ``RAY_ADDRESS`` (set by ``ray job submit``), a local cluster is started in-process. Ray is
+imported only where it is used: the checks before start-up need none of it and must take no seconds.
 """
 from __future__ import annotations
 
 import os
 import socket
+import sys
 import urllib.parse
 from typing import Optional
-
-import ray
 
 from rlsys.config import Config, ConfigError
 
@@ -41,13 +41,18 @@ def check_cluster(cfg: Config, need_cpus: Optional[tuple[float, str]] = None, co
     """Checks needing no cluster, run before anything is written: an embedded cluster fits the
     machine (``need_cpus``: what the actors reserve and the keys that make it, default the training
     run's ``cpus_needed(cfg)``); a cluster to join answers at its address. Raises ConfigError naming the keys."""
-    if ray.is_initialized():  # joined already (an in-process caller): check_resources checks that cluster
+    if _ray_initialized():  # joined already (an in-process caller): check_resources checks that cluster
         return
     address, key = ray_address(cfg)
     if address is None:
         check_embedded_fits(cfg, os.cpu_count() or 1, need_cpus)
     else:
         check_reachable(address, key, connect_timeout_s)
+
+
+def _ray_initialized() -> bool:
+    ray = sys.modules.get("ray")  # never imported: not initialised, and no need to spend seconds importing it
+    return ray is not None and ray.is_initialized()
 
 
 def check_embedded_fits(cfg: Config, machine_cpus: int, need_cpus: Optional[tuple[float, str]] = None) -> None:
@@ -111,6 +116,8 @@ def check_reachable(address: str, key: str, timeout_s: float) -> None:
 
 def connect(cfg: Config) -> str:
     """Initialise Ray for this driver; returns a short description of the cluster joined."""
+    import ray
+
     address, _ = ray_address(cfg)
     if ray.is_initialized():
         return "already initialised"
@@ -124,21 +131,24 @@ def connect(cfg: Config) -> str:
 
 
 def check_resources(cfg: Config) -> None:
-    """Fail before starting actors when the cluster cannot host them, naming the config keys."""
+    """Fail before starting actors when the cluster cannot host them (ConfigError naming the keys);
+    the one check that needs the cluster, run before anything is written to the run dir."""
+    import ray
+
     total = ray.cluster_resources()
     need_cpu = cpus_needed(cfg)
     if total.get("CPU", 0) < need_cpu:
-        raise RuntimeError(
-            f"cluster has {total.get('CPU', 0)} CPUs but the config asks for {need_cpu}: "
-            f"rollout.num_workers*rollout.num_cpus_per_worker + learner.num_ranks*learner.num_cpus_per_rank"
-            f" + reward.num_cpus (lower them, or join a larger cluster)")
-    need_gpu = (cfg.rollout.num_workers * cfg.rollout.num_gpus_per_worker
-                + cfg.learner.num_ranks * cfg.learner.num_gpus_per_rank)
+        raise ConfigError(f"the cluster has {total.get('CPU', 0):g} CPUs but the config asks for {need_cpu:g} "
+                          f"({_cpus_keys(cfg)}): lower them, or join a larger cluster")
+    r, lr = cfg.rollout, cfg.learner
+    need_gpu = r.num_workers * r.num_gpus_per_worker + lr.num_ranks * lr.num_gpus_per_rank
     if need_gpu and total.get("GPU", 0) < need_gpu:
-        raise RuntimeError(f"cluster has {total.get('GPU', 0)} GPUs but the config asks for {need_gpu} "
-                           f"(rollout.num_gpus_per_worker, learner.num_gpus_per_rank)")
+        raise ConfigError(
+            f"the cluster has {total.get('GPU', 0):g} GPUs but the config asks for {need_gpu:g} "
+            f"(rollout.num_workers={r.num_workers} x rollout.num_gpus_per_worker={r.num_gpus_per_worker:g} + "
+            f"learner.num_ranks={lr.num_ranks} x learner.num_gpus_per_rank={lr.num_gpus_per_rank:g})")
 
 
 def shutdown() -> None:
-    if ray.is_initialized():
-        ray.shutdown()
+    if _ray_initialized():
+        sys.modules["ray"].shutdown()

@@ -17,14 +17,13 @@ from rlsys.algo.batch import AdvantageSpec, assemble
 from rlsys.algo.loss import LossSpec
 from rlsys.config import Config
 from rlsys.types import LearnerStats
-from rlsys.data.checks import check_prompt_lengths, check_verifiers, prompt_budget
-from rlsys.data.setup import build_prompt_sources, load_tokenizer, read_source
 from rlsys.metrics.compute import (advantage_metrics, coef_metrics, entropy_metrics, filter_metrics, reward_metrics,
                                    rollout_metrics, sampler_metrics)
 from rlsys.metrics.logger import MetricsLogger
-from rlsys.models.resolve import resolve_model, write_hf_model
+from rlsys.models.resolve import write_hf_model
 from rlsys.orchestration import checkpoint, cluster
 from rlsys.orchestration.actors import ControllerClient, LearnerGroup, RewardClient, RolloutGroup
+from rlsys.orchestration.preflight import RunPlan, check_run
 from rlsys.orchestration.ray_metrics import RayMetricsSink
 from rlsys.orchestration.sampling import RegularSampler, ReplayStage
 from rlsys.orchestration.stages import (EntropyMemory, SeedScope, difficulty_accuracy, eval_metrics,
@@ -94,43 +93,18 @@ def evaluate(w: Workers, prompts, cfg: Config, version: int, step: int) -> dict[
 
 
 def train(cfg: Config) -> dict:
-    """Check everything that needs no cluster, then start (or join) the cluster and the actors and
-    run the loop; returns the run summary."""
+    """Check everything that needs no cluster (``preflight.check_run``: nothing written, no Ray), then
+    start (or join) the cluster and the actors and run the loop; returns the run summary."""
     plan = check_run(cfg)
     return start_run(cfg, plan)
 
 
-@dataclass
-class RunPlan:
-    """What ``check_run`` found: the checkpoint to resume from, the model dir and the prompts."""
-
-    resume_from: Optional[Path]
-    model_path: str
-    stream: object  # PromptStream
-    eval_prompts: list
-
-
-def check_run(cfg: Config) -> RunPlan:
-    """Every check that needs no cluster, before anything is written to the run dir or Ray starts;
-    raises ConfigError / DatasetError naming the key, or the file and row. Only the built-in model's
-    cache (model.cache_dir) may be written, after the data has been read and checked."""
-    cfg.validate()
-    resume_from = checkpoint.check_resume_mode(cfg.trainer)
-    checkpoint.check_resume_config(cfg, resume_from)
-    cluster.check_cluster(cfg)  # an embedded cluster fits the machine; a cluster to join answers
-    source = read_source(cfg.data)
-    check_verifiers(source, cfg.data, cfg.reward)
-    model_path = resolve_model(cfg.model, seed=cfg.trainer.seed)
-    tokenizer = load_tokenizer(model_path)
-    check_prompt_lengths(source, tokenizer, cfg.data.chat_template, prompt_budget(model_path, cfg.rollout))
-    stream, eval_prompts = build_prompt_sources(cfg.data, model_path, source, tokenizer)
-    return RunPlan(resume_from, model_path, stream, eval_prompts)
-
-
 def start_run(cfg: Config, plan: RunPlan) -> dict:
-    """Write the resolved config, start (or join) the cluster and the actors, run the loop."""
-    cfg.write(Path(cfg.trainer.run_dir) / "config.yaml")
+    """Start (or join) the cluster, check it can host the actors, write the resolved config, start
+    the actors and run the loop."""
     where = cluster.connect(cfg)
+    cluster.check_resources(cfg)  # before config.yaml: a cluster too small leaves the run dir as it was
+    cfg.write(Path(cfg.trainer.run_dir) / "config.yaml")
     print(f"[rlsys] {where}; model {plan.model_path}; algo {cfg.algo.name}; starting actors ...", flush=True)
     w = start_workers(cfg, plan.model_path)
     try:

@@ -35,33 +35,57 @@ DEMO = str(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml")
 
 
 def make_error(kind: str) -> BaseException:
+    from rlsys.config import ConfigError
     from rlsys.data.datasets import DatasetError
     from rlsys.orchestration.actors import WorkerDied
     from rlsys.orchestration.driver import RunStopped
 
     return {"stopped": RunStopped("SIGINT", 130, 5), "died": WorkerDied("learner-rank-1 died: boom"),
             "nonfinite": FloatingPointError("4 steps logged NaN/inf metrics\n(trainer.max_nonfinite_steps=3)"),
-            "dataset": DatasetError("d.jsonl: line 3: column 'verifier': unknown verifier 'x'")}[kind]
+            "dataset": DatasetError("d.jsonl: line 3: column 'verifier': unknown verifier 'x'"),
+            "too_small": ConfigError("the cluster has 1 CPUs but the config asks for 1.75")}[kind]
 
 
-@pytest.mark.parametrize("kind, code, line", [
-    ("stopped", 130, "rlsys train: stopped by SIGINT after step 4; checkpoint saved in runs/cli-test/checkpoints, "
-                     "run the same command to continue"),
-    ("died", 1, "rlsys train: learner-rank-1 died: boom"),
-    ("nonfinite", 1, "rlsys train: 4 steps logged NaN/inf metrics (trainer.max_nonfinite_steps=3)"),
-    ("dataset", 2, "rlsys train: d.jsonl: line 3: column 'verifier': unknown verifier 'x'"),
+@pytest.mark.parametrize("kind, phase, code, line", [
+    ("dataset", "check", 2, "rlsys train: d.jsonl: line 3: column 'verifier': unknown verifier 'x'"),
+    ("too_small", "start", 2, "rlsys train: the cluster has 1 CPUs but the config asks for 1.75"),
+    ("stopped", "start", 130, "rlsys train: stopped by SIGINT after step 4; checkpoint saved in "
+                              "runs/cli-test/checkpoints, run the same command to continue"),
+    ("died", "start", 1, "rlsys train: learner-rank-1 died: boom"),
+    ("nonfinite", "start", 1, "rlsys train: 4 steps logged NaN/inf metrics (trainer.max_nonfinite_steps=3)"),
 ])
-def test_train_failures_are_one_line_with_their_exit_code(monkeypatch, capsys, kind, code, line):
-    from rlsys.orchestration import driver
+def test_train_failures_are_one_line_with_their_exit_code(monkeypatch, capsys, kind, phase, code, line):
+    from rlsys.orchestration import driver, preflight
 
-    err = make_error(kind)
+    err, plan = make_error(kind), object()
 
-    def train(cfg):
+    def check_run(cfg):
+        if phase == "check":
+            raise err
+        return plan
+
+    def start_run(cfg, given):
+        assert given is plan  # the CLI starts what the check phase planned
         raise err
 
-    monkeypatch.setattr(driver, "train", train)
+    monkeypatch.setattr(preflight, "check_run", check_run)
+    monkeypatch.setattr(driver, "start_run", start_run)
     assert cli.main(["train", DEMO, "trainer.run_dir=runs/cli-test"]) == code
     assert capsys.readouterr().err.strip() == line
+
+
+def test_train_checks_run_before_ray_or_torch_is_imported(tmp_path):
+    """A bad input fails in the check phase without importing ray or torch (they take seconds)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom rlsys import cli\n"
+            f"rc = cli.main(['train', {DEMO!r}, 'trainer.run_dir={tmp_path / 'run'}', 'data.default_verifier=nope'])\n"
+            "assert rc == 2, rc\nassert 'ray' not in sys.modules and 'torch' not in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "data.default_verifier='nope': unknown verifier 'nope'" in done.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_invalid_config_is_exit_2_on_one_line(capsys):
