@@ -37,9 +37,24 @@ _FRAC_STYLE_RE = re.compile(r"\\[dt]frac(?![a-zA-Z])")  # \dfrac, \tfrac: displa
 _LEADING_POINT_RE = re.compile(r"(?<![\w.])\.(?=\d)")  # -.5 -> -0.5 (math-verify reads .5, not -.5)
 _SPACED_THOUSANDS_RE = re.compile(r"(?<![\d.,])\d{1,3}(?:(?: |\\,|\\ |\{,\})\d{3})+(?![\d])")
 # What may stand between boxes that together give one solution set: "\boxed{1}, \boxed{2} and \boxed{3}"
-_BOX_GAP_RE = re.compile(r"(?:\s|[,;$.]|\\quad|\\qquad|\\,|\\text\{\s*(?:and|or|,)?\s*\}|\band\b|\bor\b)*")
+# (or set equal to a one-letter variable, maybe subscripted: "x = \boxed{2} or x = \boxed{-3}")
+_BOX_GAP_RE = re.compile(r"(?:\s|[,;$.]|\\quad|\\qquad|\\,|\\text\{\s*(?:and|or|,)?\s*\}|\band\b|\bor\b"
+                         r"|(?<![A-Za-z\\])[A-Za-z](?:_\{?\w{1,3}\}?)?\s*=)*")
 _ANSWER_PHRASE_RE = re.compile(r"answer\**\s*(?:is|:|=)[ \t:*]*", re.IGNORECASE)
 _SENTENCE_END_RE = re.compile(r"\.(?:\s|$)")
+# A bare answer (docs/grading.md): no maths delimiter, no box, and no prose
+_DELIMITED_RE = re.compile(r"\$|\\\(|\\\[|\\boxed|\\fbox")
+_LETTER_RUN_RE = re.compile(r"(?<![A-Za-z\\])[A-Za-z]+")  # letters outside a \command
+_WORDLIKE_RE = re.compile(r"(?<![A-Za-z\\])[A-Za-z]+\d")  # B2B, XJ7Q: a word, not a product
+_COMMAND_RE = re.compile(r"\\([A-Za-z]+)")
+# Letter runs a bare answer may have besides one-letter variables: function names, set connectives
+_EXPR_WORDS = frozenset("sin cos tan cot sec csc arcsin arccos arctan sinh cosh tanh log ln exp sqrt pi "
+                        "or and".split())
+_LATEX_COMMANDS = _EXPR_WORDS | frozenset(
+    "frac cfrac cdot times div pm mp infty circ le leq ge geq ne neq approx left right theta alpha "
+    "beta gamma delta phi varphi tau omega lambda mu sigma rho epsilon varepsilon cup cap emptyset "
+    "varnothing in notin mathbb binom dbinom tbinom lfloor rfloor lceil rceil ldots cdots dots "
+    "prime".split())
 _MATH_SPAN_RE = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
 
 
@@ -125,19 +140,38 @@ def find_boxed(text: str) -> str | None:
     return None if box is None else box[2]
 
 
-def find_answer_phrase(text: str) -> str | None:
-    """What follows the last "answer is" / "Answer:" / "final answer:" on its line, cut at the end
-    of the sentence; the first math span in it if it has one."""
+def _after_answer_phrase(text: str) -> str:
+    """The rest of the line after the last "answer is" / "Answer:" / "final answer:" in the tail."""
     tail, match = text[-TAIL_CHARS:], None
     for match in _ANSWER_PHRASE_RE.finditer(tail):
         pass
-    rest = "" if match is None else tail[match.end():].split("\n", 1)[0]
+    return "" if match is None else tail[match.end():].split("\n", 1)[0]
+
+
+def find_answer_phrase(text: str) -> str | None:
+    """What follows the last "answer is" / "Answer:" / "final answer:" on its line, cut at the end
+    of the sentence; the first math span in it if it has one."""
+    rest = _after_answer_phrase(text)
     if not rest.strip():
         return None
     span = _MATH_SPAN_RE.search(rest)
     if span:
         return next(g for g in span.groups() if g is not None)
     return _SENTENCE_END_RE.split(rest, maxsplit=1)[0]
+
+
+def bare_answer_span(text: str) -> str | None:
+    """The sentence after the last answer phrase when it is a bare expression (``2\\sqrt{2}``,
+    ``(1, 2)``, ``x^2 + 1``, ``12\\pi``), else None: it has no ``$``, ``\\(``, ``\\[`` or box, no
+    unknown ``\\command``, no letters glued to digits as in a word (``XJ7Q``), and every run of
+    letters outside a command is one letter (a variable) or a function name ("5 apples" is prose)."""
+    span = _SENTENCE_END_RE.split(_after_answer_phrase(text), maxsplit=1)[0]
+    span = span.strip().strip("*").rstrip(".,;:!?").strip()
+    if not span or _DELIMITED_RE.search(span) or _WORDLIKE_RE.search(span):
+        return None
+    if not set(_COMMAND_RE.findall(span)) <= _LATEX_COMMANDS:
+        return None
+    return span if all(len(w) == 1 or w in _EXPR_WORDS for w in _LETTER_RUN_RE.findall(span)) else None
 
 
 # ---------------------------------------------------------------- parsing on math-verify
@@ -233,17 +267,38 @@ def _union(parts: list[Parsed]) -> Parsed:
     return Parsed((FiniteSet(*elements),), ", ".join(p.text for p in parts), "boxed set")
 
 
+def read_bare_answer(text: str, guard: bool = True) -> Optional[Parsed]:
+    """The bare expression after the last answer phrase, read whole (math-verify's search would read
+    its last number: "The answer is 2\\sqrt{2}." is not 2): our grammar for plain arithmetic (so
+    ``2^3^2`` stays right-associative), else as LaTeX; None if there is none or it does not parse."""
+    span = bare_answer_span(text)
+    if span is None:
+        return None
+    refused = check_text(span) if guard else None
+    if refused:
+        return Parsed((), span, "bare answer", refused)
+    plain = parse_plain(span)
+    if plain is not None:
+        return Parsed((plain,), span, "bare answer")
+    parsed = parse_latex_answer(span, "bare answer", guard)
+    return parsed if parsed.values or parsed.refused else None
+
+
 def read_response(response: str, guard: bool = True) -> Parsed:
     """The final answer of a worked solution: the last complete box, or the set of the boxes that end
     it when several are written as one list (``\\boxed{1}, \\boxed{2}``: a list of candidates is graded
-    as the set it is, so hedging never pays); else math-verify's search of the tail; else the text
-    after "The answer is" (a word answer such as "Monday")."""
+    as the set it is, so hedging never pays); else the bare expression after the last answer phrase,
+    read whole; else math-verify's search of the tail; else the text after "The answer is" (a word
+    answer such as "Monday")."""
     text = normalize_text(response)
     boxes = find_boxes(text)
     if len(boxes) > 1:
         return _union([parse_latex_answer(b, "boxed", guard) for b in boxes])
     if boxes:
         return parse_latex_answer(boxes[0], "boxed", guard)
+    bare = read_bare_answer(text, guard)
+    if bare is not None:
+        return bare
     _, _, search, _ = _mv()
     found, refusal = search_answer(text[-TAIL_CHARS:], search, guard)
     if found or refusal:

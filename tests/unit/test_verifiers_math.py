@@ -4,7 +4,7 @@ Adversarial answers are in test_verifiers_math_adversarial.py, the written-forms
 test_verifiers_math_property.py."""
 import pytest
 
-from rlsys.reward.math_verifier import (find_answer_phrase, find_boxed, find_boxes, join_spaced_thousands,
+from rlsys.reward.math_verifier import (bare_answer_span, find_answer_phrase, find_boxed, find_boxes, join_spaced_thousands,
                                         normalize_text, parse_plain, read_response)
 from rlsys.reward.verifiers import get_verifier
 
@@ -159,6 +159,28 @@ CASES = [
     ("\\boxed{\\sum_{k=1}^{10} k}", "55", 1.0),
     ("\\boxed{\\prod_{k=1}^{4} k}", "24", 1.0),
     ("\\boxed{e^{0}}", "1", 1.0),
+    # a bare expression after the answer phrase is read whole, not its last number
+    ("The answer is 2\\sqrt{2}.", "2", 0.0),
+    ("The answer is 2\\sqrt{2}.", "2\\sqrt{2}", 1.0),
+    ("Answer: x**2 + 1", "1", 0.0),
+    ("Answer: x**2 + 1", "x^2+1", 1.0),
+    ("The answer is (1, 2).", "2", 0.0),
+    ("The answer is (1, 2).", "(1,2)", 1.0),
+    ("The answer is 12\u03c0.", "12", 0.0),
+    ("The answer is 12\u03c0.", "12\\pi", 1.0),
+    ("The answer is 3x+1.", "1", 0.0),
+    ("The answer is 3x+1.", "3x+1", 1.0),
+    ("The answer is -\\frac{1}{2}.", "-1/2", 1.0),
+    ("The answer is 5 apples.", "5", 1.0),
+    ("The final answer is 7", "7", 1.0),
+    ("The answer is 3\\sqrt{5} + 1.", "1", 0.0),
+    ("The answer is x = 4.", "4", 1.0),
+    ("The answer is 3, since 5 - 2 = 3.", "3", 1.0),
+    ("Answer: 2 or 3", "3", 0.0),  # a hedge read whole is the set {2, 3}: it never pays
+    # boxes with the variable written before each
+    ("x = \\boxed{2} or x = \\boxed{-3}", "2, -3", 1.0),
+    ("x = \\boxed{3} or x = \\boxed{4}", "4", 0.0),
+    ("x_1 = \\boxed{1}, x_2 = \\boxed{5}", "1, 5", 1.0),
     # multiple choice letters in a box
     ("\\boxed{A}", "A", 1.0),
     ("\\boxed{(B)}", "B", 1.0),
@@ -205,6 +227,27 @@ def test_answer_phrase_takes_the_last_one_and_cuts_the_sentence():
     assert find_answer_phrase("To answer this we compute") is None
 
 
+def test_bare_answer_span_is_an_expression_or_none():
+    assert bare_answer_span("So the answer is 2\\sqrt{2}. Done.") == "2\\sqrt{2}"
+    assert bare_answer_span("**Answer:** (1, 2)**") == "(1, 2)"
+    assert bare_answer_span("The answer is \\sin x + \\pi.") == "\\sin x + \\pi"
+    assert bare_answer_span("The answer is x = 3 or x = 5.") == "x = 3 or x = 5"
+    for prose in ("The answer is 5 apples.", "The answer is $5$.", "The answer is \\boxed{5}",
+                  "The answer is 3, since 2+1=3.", "The answer is XJ7Q.", "The answer is \\foo{2}",
+                  "The answer is it.", "No phrase 2\\sqrt{2}."):
+        assert bare_answer_span(prose) is None, prose
+
+
+def test_boxes_after_variable_names_form_one_set():
+    # "x =" before each box is part of one list of solutions (math-verify reads these as a set too);
+    # prose between boxes still leaves only the last one, and a hedge against a single value never pays
+    assert grade("x = \\boxed{2} or x = \\boxed{-3}", "2, -3") == 1.0
+    assert grade("x = \\boxed{3} or x = \\boxed{4}", "4") == 0.0
+    assert grade("\\boxed{3}, \\boxed{4}", "4") == 0.0
+    assert find_boxes("x = \\boxed{2} or x = \\boxed{-3}") == ["2", "-3"]
+    assert find_boxes("\\boxed{2}. So y = \\boxed{3}") == ["3"]  # prose between: the last box
+
+
 def test_plain_grammar_is_right_associative_and_evaluates_nothing():
     import sympy
 
@@ -218,7 +261,8 @@ def test_plain_grammar_is_right_associative_and_evaluates_nothing():
 
 def test_read_response_sources():
     assert read_response(r"The answer is 3, i.e. \boxed{4}. Then 5.").source == "boxed"
-    assert read_response("The answer is 3. Then 5.").source == "search"
+    assert read_response("The answer is 3. Then 5.").source == "bare answer"
+    assert read_response("The answer is 3, since 5 - 2 = 3.").source == "search"  # prose: the search
     assert read_response(r"\boxed{1}, \boxed{2}").source == "boxed set"
     assert read_response("The answer is Monday.").source == "answer phrase"
     assert read_response("nothing here").source == "no final answer found"
@@ -312,6 +356,19 @@ def test_difference_bare_dfrac_is_a_fraction():
     # math-verify's bare-fraction pattern knows only \frac: it finds nothing in "\dfrac{190}{18}"
     assert normalize_text("\\dfrac{1}{2} + \\tfrac{1}{3} but \\dfracx") == "\\frac{1}{2} + \\frac{1}{3} but \\dfracx"
     assert grade("\\dfrac{190}{18}", "\\frac{95}{9}") == 1.0
+
+
+def test_difference_bare_expression_after_the_answer_phrase_is_read_whole():
+    # math-verify's search reads the last number of a bare expression after "The answer is"/"Answer:":
+    # 2\sqrt{2} as 2, x**2 + 1 as 1, (1, 2) as 2, 12π as 12, so each grades 1 against that number
+    for response, right, hack in [("The answer is 2\\sqrt{2}.", "2\\sqrt{2}", "2"),
+                                  ("Answer: x**2 + 1", "x^2+1", "1"),
+                                  ("The answer is (1, 2).", "(1,2)", "2"),
+                                  ("The answer is 12\u03c0.", "12\\pi", "12"),
+                                  ("The answer is 3x+1.", "3x+1", "1")]:
+        assert grade(response, right) == 1.0 and grade(response, hack) == 0.0, response
+    assert grade("The answer is 2^3^2", "512") == 1.0  # plain arithmetic still by our grammar
+    assert grade("The answer is 5 apples.", "5") == 1.0  # prose: math-verify's number search, as before
 
 
 def test_difference_full_stop_after_a_plain_fraction():
