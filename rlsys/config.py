@@ -227,14 +227,15 @@ def _non_finite(c: Config) -> list[str]:
 
 
 def _problems(c: Config) -> list[str]:
-    p = _non_finite(c)
-    p += _model_data_problems(c)
+    non_finite = _non_finite(c)
+    p = _model_data_problems(c)
     p += _rollout_reward_problems(c)
     p += _learner_problems(c)
     p += _algo_problems(c)
     p += _entropy_control_problems(c)
     p += _cluster_trainer_problems(c)
-    return p
+    named = {x.split("=", 1)[0] for x in non_finite}  # a nan fails every range check too: name it once
+    return non_finite + [x for x in p if x.split("=", 1)[0] not in named]
 
 
 def _model_data_problems(c: Config) -> list[str]:
@@ -287,9 +288,10 @@ def _rollout_reward_problems(c: Config) -> list[str]:
     p += _positive("rollout.temperature", r.temperature)
     p += _within("rollout.top_p", r.top_p, 0, 1, "(]")
     p += _positive("rollout.max_new_tokens", r.max_new_tokens)
+    p += _positive("rollout.max_model_len", r.max_model_len)
     p += _within("rollout.gpu_memory_utilization", r.gpu_memory_utilization, 0, 1, "(]")
     p += _positive("rollout.kv_cache_space_gb", r.kv_cache_space_gb)
-    if r.max_new_tokens >= r.max_model_len:
+    if 0 < r.max_model_len <= r.max_new_tokens:
         p.append(f"rollout.max_new_tokens={r.max_new_tokens}: must be < rollout.max_model_len={r.max_model_len}")
     p += _one_of("rollout.weight_transfer", r.weight_transfer, {"serialized", "nccl"})
     if r.weight_transfer == "nccl" and r.num_gpus_per_worker <= 0:
@@ -364,6 +366,7 @@ def _entropy_control_problems(c: Config) -> list[str]:
     for key in ("coef", "coef_step", "target_entropy", "aer_alpha_lr", "aer_alpha_max", "aer_alpha_init",
                 "uec_extra_samples", "uec_replay_every", "uec_replay_size"):
         p += _positive(f"entropy_control.{key}", getattr(ec, key), allow_zero=True)
+    p += _positive("entropy_control.coef_min", ec.coef_min, allow_zero=True)
     if ec.coef_min > ec.coef_max:
         p.append(f"entropy_control.coef_min={ec.coef_min} > entropy_control.coef_max={ec.coef_max}")
     if ec.aer_alpha_init > ec.aer_alpha_max:

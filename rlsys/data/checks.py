@@ -90,6 +90,9 @@ def _check_lengths(source: SourceRows, tokenizer: Any, chat_template: bool, limi
             _, token_ids = encode_prompt(row["prompt"], tokenizer, chat_template)
         except ValueError as e:
             raise DatasetError(f"{where}: column 'prompt': {e}") from None
+        if not token_ids:  # e.g. a model dir without tokenizer files: transformers builds an empty one
+            raise DatasetError(f"{where}: column 'prompt' is no tokens at all for this model's tokenizer "
+                               f"(is the model dir missing its tokenizer files?)")
         if len(token_ids) > limit:
             raise DatasetError(f"{where}: column 'prompt' is {len(token_ids)} tokens, more than the {limit} that "
                                f"fit ({why}): raise rollout.max_model_len or shorten the prompt")

@@ -143,9 +143,25 @@ def test_negative_num_train_is_blamed_on_num_train():
     ("reward.verifier_paths=[nocolon]", "reward.verifier_paths: 'nocolon' must look like 'pkg.mod:function'"),
     ("model.path=builtin:nope", "model.path='builtin:nope': unknown built-in model"),
     ("algo.dynamic_sampling_max_rounds=0", "algo.dynamic_sampling_max_rounds=0: must be > 0"),
+    ("rollout.max_model_len=-3", "rollout.max_model_len=-3: must be > 0"),
+    ("rollout.max_model_len=8", "rollout.max_new_tokens=16: must be < rollout.max_model_len=8"),
+    ("entropy_control.coef_min=-1", "entropy_control.coef_min=-1.0: must be >= 0"),
+    ("cluster.num_cpus=-1", "cluster.num_cpus=-1: must be >= 0"),
 ])
 def test_each_bad_field_is_named(override, expected):
     assert expected in problems_of(override)
+
+
+def test_nan_is_named_once():
+    # nan fails every comparison, so a range check would name it a second time.
+    msg = problems_of("learner.lr=nan", "algo.eps_low=nan")
+    assert msg == "invalid config: learner.lr=nan: must be a finite number; algo.eps_low=nan: must be a finite number"
+
+
+def test_every_shipped_config_and_preset_validates():
+    for path in CONFIGS.glob("*.yaml"):
+        for preset in [None, *(x.stem for x in (CONFIGS / "algo").glob("*.yaml"))]:
+            load_config(str(path), [f"algo={preset}"] if preset else []).validate()
 
 
 def test_model_dir_without_config_json(tmp_path):

@@ -81,3 +81,63 @@ def test_chat_messages_without_a_template_name_the_row(tmp_path):
     source = SourceRows(*read_rows(path))
     with pytest.raises(DatasetError, match="c.jsonl: line 1: column 'prompt': prompt is a list of chat messages"):
         check_prompt_lengths(source, CharTokenizer(), False, (100, "test"))
+
+
+def test_a_prompt_of_no_tokens_names_its_row(tmp_path):
+    class EmptyTokenizer(CharTokenizer):  # what transformers builds for a model dir without tokenizer files
+        def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+            return []
+
+    source = dataset(tmp_path, [{"prompt": "1+1=", "reference": "2"}])
+    with pytest.raises(DatasetError, match=r"d.jsonl: line 2: column 'prompt' is no tokens at all"):
+        check_prompt_lengths(source, EmptyTokenizer(), False, (10, "test"))
+
+
+def test_held_out_rows_must_leave_a_training_batch(tmp_path):
+    from rlsys.data.setup import check_split
+
+    source = dataset(tmp_path, [{"prompt": f"{i}+1=", "reference": str(i + 1)} for i in range(5)])
+    name = str(tmp_path / "d.jsonl")
+    check_split(source, DataConfig(source=name, num_eval=1, prompts_per_step=4))  # 4 left: exactly one batch
+    with pytest.raises(ConfigError, match=r"data.num_eval=5: data.source='.*d.jsonl' has 5 rows; hold out fewer"):
+        check_split(source, DataConfig(source=name, num_eval=5, prompts_per_step=1))
+    with pytest.raises(ConfigError, match=r"data.prompts_per_step=4: .* has 3 training rows after holding out "
+                                          r"data.num_eval=2"):
+        check_split(source, DataConfig(source=name, num_eval=2, prompts_per_step=4))
+
+
+def test_a_model_dir_without_a_tokenizer_is_a_config_error(tmp_path):
+    from rlsys.data.setup import load_tokenizer
+
+    with pytest.raises(ConfigError, match=rf"model '{tmp_path / 'nosuch'}': cannot load its tokenizer"):
+        load_tokenizer(str(tmp_path / "nosuch"))
+
+
+def test_check_run_checks_the_data_before_building_the_model(tmp_path, monkeypatch):
+    """The check phase reads every row, checks verifier names and row counts, then builds the model;
+    nothing is written to the run dir."""
+    from rlsys.config import load_config
+    from rlsys.orchestration import preflight
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the model is built only once the data is checked")
+
+    monkeypatch.setattr(preflight, "resolve_model", no_build)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    rows = [{"prompt": f"{i}+1=", "reference": str(i + 1)} for i in range(3)]
+    path = tmp_path / "d.jsonl"
+
+    def check(*overrides: str) -> None:
+        preflight.check_run(load_config(None, [f"trainer.run_dir={tmp_path / 'run'}", f"data.source={path}",
+                                               "rollout.num_workers=1", "learner.num_ranks=1", *overrides]))
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows + [{"prompt": "x", "reference": "y",
+                                                                    "verifier": "nosuch"}]))
+    with pytest.raises(DatasetError, match=r"d.jsonl: line 4: column 'verifier': unknown verifier 'nosuch'"):
+        check("data.num_eval=1", "data.prompts_per_step=1")
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ConfigError, match="data.num_eval=3: .* has 3 rows; hold out fewer"):
+        check("data.num_eval=3", "data.prompts_per_step=1")
+    with pytest.raises(AssertionError, match="only once the data is checked"):
+        check("data.num_eval=1", "data.prompts_per_step=2")  # all good: next comes the model
+    assert not (tmp_path / "run").exists()

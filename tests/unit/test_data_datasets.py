@@ -70,3 +70,12 @@ def test_integer_and_object_references_become_strings(tmp_path):
     rows = load_rows(path)
     assert rows[0]["reference"] == "7"
     assert json.loads(rows[1]["reference"]) == {"numbers": [1, 2], "target": 3}
+
+
+def test_bytes_that_are_not_utf8_name_their_line_and_a_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "b.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"prompt": "a", "reference": "1"}\r\n\n{"prompt": "\xff", "reference": "2"}\n')
+    with pytest.raises(DatasetError, match=r"b.jsonl: line 3: not UTF-8 text \(byte 13\)"):
+        load_rows(str(path))
+    path.write_bytes(b'\xef\xbb\xbf{"prompt": "a", "reference": "1"}\r\n')  # BOM and CRLF, as Windows tools write
+    assert load_rows(str(path))[0]["prompt"] == "a"
