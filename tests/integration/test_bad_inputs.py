@@ -1,9 +1,11 @@
 """Bad inputs to a real ``rlsys train`` / ``rlsys eval``: each ends in seconds with exit 2 and one line
 naming the key, file or row, before anything is written to the run dir and before Ray starts.
 
-Every case runs the console script as a user does (a subprocess, RAY_ADDRESS removed). Cases that
-fail before the model is built get an empty ``model.cache_dir`` and check it stays empty; the
-prompt-length cases need the tokenizer, so they reuse the cached tiny model in ``.cache/rlsys``.
+Every case runs the console script as a user does (a subprocess, RAY_ADDRESS removed unless the case
+sets it). Cases that fail before the model is built get an empty ``model.cache_dir`` and check it
+stays empty, and must end within BEFORE_MODEL_S (the check phase imports neither ray nor torch: ~3 s
+on an idle 2-core machine); the prompt-length cases need the tokenizer, so they reuse (or build) the
+tiny model in ``.cache/rlsys`` and are marked integration. No case starts Ray.
 """
 from __future__ import annotations
 
@@ -19,16 +21,19 @@ import pytest
 
 from tests.integration.conftest import REPO
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.slow  # a few seconds per subprocess
 
 RLSYS = Path(sys.executable).parent / "rlsys"  # the console script of this venv
 DEMO = str(REPO / "configs" / "demo.yaml")
 CACHE = f"model.cache_dir={REPO / '.cache' / 'rlsys'}"
-MAX_SECONDS = 120  # generous: the slowest case imports the driver (ray, torch) and the math verifier
+BEFORE_MODEL_S = 60  # generous for a loaded machine: these cases take ~3 s on an idle one
+MAX_SECONDS = 180  # the prompt-length cases load the model's tokenizer (torch, transformers)
 
 
-def rlsys(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def rlsys(*args: str, timeout: float = 300, ray_address: str | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    if ray_address is not None:
+        env["RAY_ADDRESS"] = ray_address
     start = time.monotonic()
     done = subprocess.run([str(RLSYS), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     done.seconds = time.monotonic() - start
@@ -36,8 +41,8 @@ def rlsys(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return done
 
 
-def assert_refused(done: subprocess.CompletedProcess, *expected: str) -> str:
-    """Exit 2, one line on stderr naming each ``expected`` part, no traceback, no Ray, in bounded time."""
+def assert_refused(done: subprocess.CompletedProcess, *expected: str, within: float = BEFORE_MODEL_S) -> str:
+    """Exit 2, one line on stderr naming each ``expected`` part, no traceback, no Ray, in ``within`` seconds."""
     assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-3000:]
     lines = [x for x in done.stderr.splitlines() if x.strip()]
     assert len(lines) == 1, done.stderr[-3000:]
@@ -46,7 +51,7 @@ def assert_refused(done: subprocess.CompletedProcess, *expected: str) -> str:
     assert "Traceback" not in done.stderr + done.stdout
     assert "Started a local Ray instance" not in done.stderr + done.stdout
     assert "starting actors" not in done.stdout
-    assert done.seconds < MAX_SECONDS
+    assert done.seconds < within
     return lines[0]
 
 
@@ -55,8 +60,9 @@ def assert_nothing_written(run_dir: Path) -> None:
         assert not (run_dir / name).exists(), name
 
 
-def train(run_dir: Path, *overrides: str, cache: str = CACHE) -> subprocess.CompletedProcess:
-    return rlsys("train", DEMO, f"trainer.run_dir={run_dir}", cache, *overrides)
+def train(run_dir: Path, *overrides: str, cache: str = CACHE, ray_address: str | None = None
+          ) -> subprocess.CompletedProcess:
+    return rlsys("train", DEMO, f"trainer.run_dir={run_dir}", cache, *overrides, ray_address=ray_address)
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -101,6 +107,25 @@ def test_malformed_dataset_fails_before_the_model_is_built(tmp_path, empty_cache
     assert not any(empty_cache.iterdir())
 
 
+def test_too_few_rows_fail_before_the_model_is_built(tmp_path, empty_cache):
+    data = write_jsonl(tmp_path / "d.jsonl", [{"prompt": f"{i}+1=", "reference": str(i + 1)} for i in range(40)])
+    done = train(tmp_path / "run", f"data.source={data}", cache=f"model.cache_dir={empty_cache}")  # demo: 96 held out
+    assert_refused(done, f"data.num_eval=96: data.source='{data}' has 40 rows; hold out fewer")
+    assert_nothing_written(tmp_path / "run")
+    assert not any(empty_cache.iterdir())
+
+
+def test_eval_checks_every_dataset_before_the_model_is_built(tmp_path, empty_cache):
+    bad = write_jsonl(tmp_path / "v.jsonl", [{"prompt": "1+1=", "reference": "2", "verifier": "nosuch"}])
+    done = rlsys("eval", DEMO, "--data", "builtin:arithmetic", "--data", str(bad), f"model.cache_dir={empty_cache}")
+    assert_refused(done, f"rlsys eval: {bad}: line 1: column 'verifier': unknown verifier 'nosuch'")
+    malformed = tmp_path / "m.jsonl"
+    malformed.write_text('{"prompt": "1+1=", "reference": "2"}\n{"prompt": "2+2=", "reference": \n')
+    done = rlsys("eval", DEMO, "--data", str(malformed), f"model.cache_dir={empty_cache}")
+    assert_refused(done, f"rlsys eval: {malformed}: line 2: invalid JSON")
+    assert not any(empty_cache.iterdir())
+
+
 def test_bad_fields_are_each_named(tmp_path):
     done = train(tmp_path / "run", "data.num_train=-5", "algo.eps_low=1.5", "learner.lr=inf", "learner.zero_stage=1",
                  "rollout.num_cpus_per_worker=-1")
@@ -126,6 +151,8 @@ def test_unreachable_cluster_address_fails_fast(tmp_path):
         for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}", f"http://127.0.0.1:{port}"):
             done = train(tmp_path / "run", f"cluster.address={address}")
             assert_refused(done, f"cluster.address={address!r}: nothing answers at 127.0.0.1:{port}")
+        done = train(tmp_path / "run", ray_address=f"http://127.0.0.1:{port}")  # as `ray job submit` sets it
+        assert_refused(done, f"RAY_ADDRESS='http://127.0.0.1:{port}': nothing answers at 127.0.0.1:{port}")
     assert_nothing_written(tmp_path / "run")
 
 
@@ -173,15 +200,33 @@ def long_prompts(tmp_path: Path) -> Path:
     return write_jsonl(tmp_path / "long.jsonl", rows)
 
 
+@pytest.mark.integration  # builds the tiny model if .cache/rlsys has none
 def test_prompt_too_long_for_the_context_train(tmp_path):
     data = long_prompts(tmp_path)
     done = train(tmp_path / "run", f"data.source={data}", "data.num_eval=0", "data.prompts_per_step=2")
     assert_refused(done, f"{data}: line 3: column 'prompt' is 63 tokens, more than the 56 that fit",
-                   "rollout.max_model_len=64 less rollout.max_new_tokens=8")
+                   "rollout.max_model_len=64 less rollout.max_new_tokens=8", within=MAX_SECONDS)
     assert_nothing_written(tmp_path / "run")
 
 
+@pytest.mark.integration  # builds the tiny model if .cache/rlsys has none
 def test_prompt_too_long_for_the_context_eval(tmp_path):
     data = long_prompts(tmp_path)
     done = rlsys("eval", DEMO, "--data", str(data), "--k", "2", CACHE)
-    assert_refused(done, f"{data}: line 3: column 'prompt' is 63 tokens", "rollout.max_model_len=64")
+    assert_refused(done, f"{data}: line 3: column 'prompt' is 63 tokens", "rollout.max_model_len=64",
+                   within=MAX_SECONDS)
+
+
+@pytest.mark.integration
+def test_a_joined_cluster_too_small_is_named_before_the_run_dir_is_written(ray_cluster):
+    """The one check that needs the cluster (here the session's 8-CPU one) comes before config.yaml."""
+    from rlsys.config import ConfigError, load_config
+    from rlsys.orchestration.cluster import check_resources
+
+    cfg = load_config(DEMO, ["rollout.num_workers=20", "rollout.num_cpus_per_worker=1"])
+    with pytest.raises(ConfigError, match=r"the cluster has 8 CPUs but the config asks for 20\.75 \(rollout.num_workers=20 "
+                                          r"x rollout.num_cpus_per_worker=1 \+ "):
+        check_resources(cfg)
+    with pytest.raises(ConfigError, match=r"GPUs but the config asks for 128 \(rollout.num_workers=2 x "
+                                          r"rollout.num_gpus_per_worker=64 \+ learner.num_ranks=2 x"):
+        check_resources(load_config(DEMO, ["rollout.num_gpus_per_worker=64"]))
