@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from rlsys.config import ConfigError, DataConfig, RewardConfig, RolloutConfig
 from rlsys.data.datasets import DatasetError
@@ -55,36 +55,46 @@ def _why_unknown(verifiers, name: str, paths: tuple[str, ...]) -> str:
     return ""
 
 
-def prompt_budget(model_path: str, rollout: RolloutConfig) -> tuple[int, str]:
-    """(most prompt tokens that leave room for ``rollout.max_new_tokens``, how that number is made):
-    the context is ``rollout.max_model_len``, or the model's ``max_position_embeddings`` if smaller."""
+class PromptBudget(NamedTuple):
+    """The most prompt tokens that leave room for the response, how that number is made, and what
+    to change for a longer prompt."""
+
+    tokens: int
+    why: str
+    remedy: str
+
+
+def prompt_budget(model_path: str, rollout: RolloutConfig) -> PromptBudget:
+    """The context is ``rollout.max_model_len``, or the model's ``max_position_embeddings`` if smaller,
+    less ``rollout.max_new_tokens``."""
     context, why = rollout.max_model_len, f"rollout.max_model_len={rollout.max_model_len}"
+    remedy = "raise rollout.max_model_len, lower rollout.max_new_tokens or shorten the prompt"
     config_json = Path(model_path) / "config.json"
     if config_json.is_file():
         positions = json.loads(config_json.read_text()).get("max_position_embeddings")
         if isinstance(positions, int) and positions < context:
             context, why = positions, f"the model's max_position_embeddings={positions} ({config_json})"
-    budget = context - rollout.max_new_tokens
-    return budget, f"{why} less rollout.max_new_tokens={rollout.max_new_tokens}"
+            remedy = "the model takes no longer context: lower rollout.max_new_tokens or shorten the prompt"
+    return PromptBudget(context - rollout.max_new_tokens,
+                        f"{why} less rollout.max_new_tokens={rollout.max_new_tokens}", remedy)
 
 
-def check_prompt_lengths(source: SourceRows, tokenizer: Any, chat_template: bool, budget: tuple[int, str]) -> None:
-    """Every prompt, tokenised as the model will be fed it, has at most ``budget[0]`` tokens."""
-    limit, why = budget
-    if limit < 1:
-        raise ConfigError(f"no room for a prompt: {why} leaves {limit} tokens")
+def check_prompt_lengths(source: SourceRows, tokenizer: Any, chat_template: bool, budget: PromptBudget) -> None:
+    """Every prompt, tokenised as the model will be fed it, has at most ``budget.tokens`` tokens."""
+    if budget.tokens < 1:
+        raise ConfigError(f"no room for a prompt: {budget.why} leaves {budget.tokens} tokens")
     # transformers warns once about a prompt longer than the tokenizer's model_max_length; the
     # message below says it better, and on one line.
     quiet = logging.getLogger("transformers.tokenization_utils_base")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        _check_lengths(source, tokenizer, chat_template, limit, why)
+        _check_lengths(source, tokenizer, chat_template, budget)
     finally:
         quiet.setLevel(level)
 
 
-def _check_lengths(source: SourceRows, tokenizer: Any, chat_template: bool, limit: int, why: str) -> None:
+def _check_lengths(source: SourceRows, tokenizer: Any, chat_template: bool, budget: PromptBudget) -> None:
     for row, where in zip(source.rows, source.places):
         try:
             _, token_ids = encode_prompt(row["prompt"], tokenizer, chat_template)
@@ -93,9 +103,9 @@ def _check_lengths(source: SourceRows, tokenizer: Any, chat_template: bool, limi
         if not token_ids:  # e.g. a model dir without tokenizer files: transformers builds an empty one
             raise DatasetError(f"{where}: column 'prompt' is no tokens at all for this model's tokenizer "
                                f"(is the model dir missing its tokenizer files?)")
-        if len(token_ids) > limit:
-            raise DatasetError(f"{where}: column 'prompt' is {len(token_ids)} tokens, more than the {limit} that "
-                               f"fit ({why}): raise rollout.max_model_len or shorten the prompt")
+        if len(token_ids) > budget.tokens:
+            raise DatasetError(f"{where}: column 'prompt' is {len(token_ids)} tokens, more than the {budget.tokens} "
+                               f"that fit ({budget.why}): {budget.remedy}")
 
 
 def _first_line(err: Exception) -> str:

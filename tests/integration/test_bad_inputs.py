@@ -224,8 +224,8 @@ def test_a_joined_cluster_too_small_is_named_before_the_run_dir_is_written(ray_c
     from rlsys.orchestration.cluster import check_resources
 
     cfg = load_config(DEMO, ["rollout.num_workers=20", "rollout.num_cpus_per_worker=1"])
-    with pytest.raises(ConfigError, match=r"the cluster has 8 CPUs but the config asks for 20\.75 \(rollout.num_workers=20 "
-                                          r"x rollout.num_cpus_per_worker=1 \+ "):
+    with pytest.raises(ConfigError, match=r"the cluster has 8 CPUs but the config asks for 20\.75 "
+                                          r"\(rollout.num_workers=20 x rollout.num_cpus_per_worker=1 \+ "):
         check_resources(cfg)
     with pytest.raises(ConfigError, match=r"GPUs but the config asks for 128 \(rollout.num_workers=2 x "
                                           r"rollout.num_gpus_per_worker=64 \+ learner.num_ranks=2 x"):

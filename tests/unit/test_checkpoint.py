@@ -59,7 +59,8 @@ def test_latest_pointing_at_an_incomplete_checkpoint_is_an_error(tmp_path):
 def test_a_broken_latest_pointer_is_a_config_error_naming_the_run_dir(tmp_path):
     checkpoint.save(tmp_path, state(1), PathRecorder())
     (tmp_path / "checkpoints" / "latest").write_text("step_000009\n")
-    with pytest.raises(ConfigError, match=rf"trainer.run_dir='{tmp_path}': .*names step_000009, which has no state.pkl"):
+    with pytest.raises(ConfigError, match=rf"trainer.run_dir='{tmp_path}': .*names step_000009, which has no "
+                                          rf"state.pkl"):
         checkpoint.check_resume_mode(TrainerConfig(run_dir=str(tmp_path)))
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from rlsys.config import ConfigError, DataConfig, RewardConfig, RolloutConfig
-from rlsys.data.checks import check_prompt_lengths, check_verifiers, prompt_budget
+from rlsys.data.checks import PromptBudget, check_prompt_lengths, check_verifiers, prompt_budget
 from rlsys.data.datasets import DatasetError, read_rows, write_rows
 from rlsys.data.setup import SourceRows, read_source
 
@@ -19,6 +19,9 @@ class CharTokenizer:
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return ([0] if add_special_tokens else []) + [ord(ch) for ch in text]
+
+
+BUDGET_10 = PromptBudget(10, "test", "shorten it")
 
 
 def dataset(tmp_path, rows: list[dict]) -> SourceRows:
@@ -60,27 +63,31 @@ def test_code_verifier_needs_its_path_and_paths_may_add_names(tmp_path):
 
 def test_prompt_budget_is_the_smaller_context_less_the_response(tmp_path):
     rollout = RolloutConfig(max_model_len=64, max_new_tokens=8)
-    assert prompt_budget(str(tmp_path), rollout) == (56, "rollout.max_model_len=64 less rollout.max_new_tokens=8")
+    budget = prompt_budget(str(tmp_path), rollout)
+    assert budget.tokens == 56 and budget.why == "rollout.max_model_len=64 less rollout.max_new_tokens=8"
+    assert budget.remedy.startswith("raise rollout.max_model_len")
     (tmp_path / "config.json").write_text(json.dumps({"max_position_embeddings": 32}))
-    budget, why = prompt_budget(str(tmp_path), rollout)
-    assert budget == 24 and "max_position_embeddings=32" in why  # 32 - 8
+    budget = prompt_budget(str(tmp_path), rollout)
+    assert budget.tokens == 24 and "max_position_embeddings=32" in budget.why  # 32 - 8
+    assert budget.remedy.startswith("the model takes no longer context")  # raising max_model_len would not help
 
 
 def test_a_prompt_too_long_names_its_row(tmp_path):
     # The budget is 10 tokens: "1234567890"+<bos> is 11, one too many; "123456789"+<bos> fits exactly.
     source = dataset(tmp_path, [{"prompt": "123456789", "reference": "1"}, {"prompt": "1234567890", "reference": "1"}])
-    with pytest.raises(DatasetError, match=r"d.jsonl: line 3: column 'prompt' is 11 tokens, more than the 10 that fit"):
-        check_prompt_lengths(source, CharTokenizer(), False, (10, "test"))
-    check_prompt_lengths(SourceRows(source.rows[:1], source.places[:1]), CharTokenizer(), False, (10, "test"))
+    with pytest.raises(DatasetError, match=r"d.jsonl: line 3: column 'prompt' is 11 tokens, more than the 10 that "
+                                           r"fit \(test\): shorten it"):
+        check_prompt_lengths(source, CharTokenizer(), False, BUDGET_10)
+    check_prompt_lengths(SourceRows(source.rows[:1], source.places[:1]), CharTokenizer(), False, BUDGET_10)
     with pytest.raises(ConfigError, match="no room for a prompt"):
-        check_prompt_lengths(source, CharTokenizer(), False, (0, "test"))
+        check_prompt_lengths(source, CharTokenizer(), False, PromptBudget(0, "test", ""))
 
 
 def test_chat_messages_without_a_template_name_the_row(tmp_path):
     path = write_rows([{"prompt": [{"role": "user", "content": "hi"}], "reference": "x"}], str(tmp_path / "c.jsonl"))
     source = SourceRows(*read_rows(path))
     with pytest.raises(DatasetError, match="c.jsonl: line 1: column 'prompt': prompt is a list of chat messages"):
-        check_prompt_lengths(source, CharTokenizer(), False, (100, "test"))
+        check_prompt_lengths(source, CharTokenizer(), False, PromptBudget(100, "test", ""))
 
 
 def test_a_prompt_of_no_tokens_names_its_row(tmp_path):
@@ -90,7 +97,7 @@ def test_a_prompt_of_no_tokens_names_its_row(tmp_path):
 
     source = dataset(tmp_path, [{"prompt": "1+1=", "reference": "2"}])
     with pytest.raises(DatasetError, match=r"d.jsonl: line 2: column 'prompt' is no tokens at all"):
-        check_prompt_lengths(source, EmptyTokenizer(), False, (10, "test"))
+        check_prompt_lengths(source, EmptyTokenizer(), False, BUDGET_10)
 
 
 def test_held_out_rows_must_leave_a_training_batch(tmp_path):
