@@ -218,8 +218,9 @@ def test_prompt_too_long_for_the_context_eval(tmp_path):
 
 
 @pytest.mark.integration
-def test_a_joined_cluster_too_small_is_named_before_the_run_dir_is_written(ray_cluster):
-    """The one check that needs the cluster (here the session's 8-CPU one) comes before config.yaml."""
+def test_a_joined_cluster_too_small_is_a_config_error_naming_the_keys(ray_cluster):
+    """The one check that needs the cluster (here the session's 8-CPU one); driver.start_run runs it
+    before config.yaml is written, and the CLI prints it as one line with exit 2."""
     from rlsys.config import ConfigError, load_config
     from rlsys.orchestration.cluster import check_resources
 
