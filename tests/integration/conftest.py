@@ -65,3 +65,22 @@ def stack(ray_cluster):
     yield Stack(model_path=model_path, rollout=rollout, reward=reward)
     rollout.shutdown()
     reward.shutdown()
+
+
+def start_run_workers(stack: Stack, cfg):
+    """A fresh learner group and controller for ``cfg`` on the session's engines and reward service;
+    returns (workers, prompt stream, eval prompts). Stop them with ``stop_run_workers``."""
+    from rlsys.data.setup import build_prompt_sources
+    from rlsys.orchestration.actors import ControllerClient, LearnerGroup
+    from rlsys.orchestration.driver import Workers, loss_spec
+
+    stream, eval_prompts = build_prompt_sources(cfg.data, stack.model_path)
+    learner = LearnerGroup(cfg.learner, stack.model_path, loss_spec(cfg), cfg.model.dtype)
+    return Workers(rollout=stack.rollout, reward=stack.reward, learner=learner,
+                   controller=ControllerClient(cfg)), stream, eval_prompts
+
+
+def stop_run_workers(w) -> None:
+    """Stop what ``start_run_workers`` started (the shared engines and reward service stay)."""
+    w.learner.shutdown()
+    w.controller.shutdown()

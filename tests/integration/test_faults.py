@@ -20,25 +20,9 @@ import time
 
 import pytest
 
-from tests.integration.conftest import integration_config
+from tests.integration.conftest import integration_config, start_run_workers, stop_run_workers
 
 pytestmark = pytest.mark.integration
-
-
-def start(stack, cfg):
-    from rlsys.data.setup import build_prompt_sources
-    from rlsys.orchestration.actors import ControllerClient, LearnerGroup
-    from rlsys.orchestration.driver import Workers, loss_spec
-
-    stream, eval_prompts = build_prompt_sources(cfg.data, stack.model_path)
-    learner = LearnerGroup(cfg.learner, stack.model_path, loss_spec(cfg), cfg.model.dtype)
-    return Workers(rollout=stack.rollout, reward=stack.reward, learner=learner,
-                   controller=ControllerClient(cfg)), stream, eval_prompts
-
-
-def stop(w):
-    w.learner.shutdown()
-    w.controller.shutdown()
 
 
 def train_rows(run_dir) -> list[dict]:
@@ -73,7 +57,7 @@ def test_killed_rollout_engine_and_reward_actor_are_restarted_and_the_steps_comp
     cfg = integration_config(f"trainer.run_dir={tmp_path}", "trainer.total_steps=4", "trainer.save_every=0")
     P, G = cfg.data.prompts_per_step, cfg.rollout.samples_per_prompt
     engine_pids, reward_pid = stack.rollout.pids(), stack.reward.pid()
-    w, stream, eval_prompts = start(stack, cfg)
+    w, stream, eval_prompts = start_run_workers(stack, cfg)
     kill_engine = KillAfterStep(tmp_path, 0, lambda: engine_pids[0])
     kill_grader = KillAfterStep(tmp_path, 1, lambda: stack.reward.worker_pids()[0])
     kill_reward = KillAfterStep(tmp_path, 2, lambda: reward_pid)
@@ -83,7 +67,7 @@ def test_killed_rollout_engine_and_reward_actor_are_restarted_and_the_steps_comp
         kill_reward.start()
         summary = run_loop(cfg, w, stream, eval_prompts)
     finally:
-        stop(w)
+        stop_run_workers(w)
     assert kill_engine.killed_pid == engine_pids[0] and kill_reward.killed_pid == reward_pid
     assert kill_grader.killed_pid is not None
     rows = train_rows(tmp_path)
@@ -105,26 +89,27 @@ def test_killed_learner_rank_ends_the_run_naming_it_and_the_rerun_resumes(stack,
 
     common = (f"trainer.run_dir={tmp_path}", "trainer.save_every=1", "trainer.keep_checkpoints=2")
     cfg = integration_config(*common, "trainer.total_steps=6")
-    w, stream, eval_prompts = start(stack, cfg)
-    killer = KillAfterStep(tmp_path, 1, lambda: w.learner.pids()[1])
+    w, stream, eval_prompts = start_run_workers(stack, cfg)
+    killer = KillAfterStep(tmp_path, 3, lambda: w.learner.pids()[1])  # 3 checkpoints were saved by then
     try:
         killer.start()
         with pytest.raises(WorkerDied, match="learner-rank-1 died"):
             run_loop(cfg, w, stream, eval_prompts)
         noticed_s = time.time() - killer.killed_at
     finally:
-        stop(w)
+        stop_run_workers(w)
     print(f"\n[faults] learner rank 1 killed: the run ended {noticed_s:.1f} s later")
     assert noticed_s < 120  # bounded: gloo's own timeout would be 30 min
     latest = checkpoint.latest(tmp_path)
     done = int(latest.name.removeprefix("step_"))
-    assert done >= 2 and len(list((tmp_path / "checkpoints").glob("step_*"))) <= 2  # older ones pruned
+    complete = [p for p in (tmp_path / "checkpoints").glob("step_*") if (p / checkpoint.STATE_FILE).exists()]
+    assert done >= 3 and len(complete) == 2  # older ones pruned (a save the kill cut short is incomplete)
 
-    w, stream, eval_prompts = start(stack, cfg)  # fresh ranks and controller
+    w, stream, eval_prompts = start_run_workers(stack, cfg)  # fresh ranks and controller
     try:
         summary = run_loop(cfg, w, stream, eval_prompts, resume_from=checkpoint.check_resume_mode(cfg.trainer))
     finally:
-        stop(w)
+        stop_run_workers(w)
     steps = [r["step"] for r in train_rows(tmp_path)]
     assert steps == list(range(6)), steps  # each step once: the rows past the checkpoint were replaced
     assert summary["rollout_versions"] == [summary["policy_version"]] * 2

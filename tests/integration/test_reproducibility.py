@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from tests.integration.conftest import integration_config
+from tests.integration.conftest import integration_config, start_run_workers, stop_run_workers
 
 pytestmark = pytest.mark.integration
 
@@ -20,20 +20,15 @@ TIMING = ("perf/", "sync/", "_seconds", "tokens_per_s")
 
 
 def run(stack, run_dir) -> list[dict]:
-    from rlsys.data.setup import build_prompt_sources
-    from rlsys.orchestration.actors import ControllerClient, LearnerGroup
-    from rlsys.orchestration.driver import Workers, loss_spec, run_loop
+    from rlsys.orchestration.driver import run_loop
 
     cfg = integration_config(f"trainer.run_dir={run_dir}", "trainer.total_steps=5", "trainer.save_every=0",
                              "algo=aer", "entropy_control.aer_alpha_init=0.005")
-    stream, eval_prompts = build_prompt_sources(cfg.data, stack.model_path)
-    learner = LearnerGroup(cfg.learner, stack.model_path, loss_spec(cfg), cfg.model.dtype)
-    w = Workers(rollout=stack.rollout, reward=stack.reward, learner=learner, controller=ControllerClient(cfg))
+    w, stream, eval_prompts = start_run_workers(stack, cfg)
     try:
         run_loop(cfg, w, stream, eval_prompts)
     finally:
-        learner.shutdown()
-        w.controller.shutdown()
+        stop_run_workers(w)
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [{k: v for k, v in r.items() if k != "time" and not any(t in k for t in TIMING)} for r in rows]
 

@@ -9,25 +9,9 @@ import sys
 
 import pytest
 
-from tests.integration.conftest import REPO, integration_config
+from tests.integration.conftest import REPO, integration_config, start_run_workers, stop_run_workers
 
 pytestmark = pytest.mark.integration
-
-
-def start(stack, cfg):
-    from rlsys.data.setup import build_prompt_sources
-    from rlsys.orchestration.actors import ControllerClient, LearnerGroup
-    from rlsys.orchestration.driver import Workers, loss_spec
-
-    stream, eval_prompts = build_prompt_sources(cfg.data, stack.model_path)
-    learner = LearnerGroup(cfg.learner, stack.model_path, loss_spec(cfg), cfg.model.dtype)
-    return Workers(rollout=stack.rollout, reward=stack.reward, learner=learner,
-                   controller=ControllerClient(cfg)), stream, eval_prompts
-
-
-def stop(w):
-    w.learner.shutdown()
-    w.controller.shutdown()
 
 
 def weights(learner) -> dict:
@@ -45,20 +29,20 @@ def test_resume_continues_where_the_run_stopped(stack, tmp_path):
 
     common = (f"trainer.run_dir={tmp_path}", "algo=aer", "trainer.save_every=1")
     cfg = integration_config(*common, "trainer.total_steps=2")
-    w, stream, eval_prompts = start(stack, cfg)
+    w, stream, eval_prompts = start_run_workers(stack, cfg)
     try:
         first = run_loop(cfg, w, stream, eval_prompts)
         saved_weights, saved_controller = weights(w.learner), w.controller.state_dict()
         saved_position = stream.state_dict()["position"]
     finally:
-        stop(w)
+        stop_run_workers(w)
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert names == ["latest", "step_000001", "step_000002"]
     latest = checkpoint.check_resume_mode(cfg.trainer)
     assert latest.name == "step_000002"
 
     cfg3 = integration_config(*common, "trainer.total_steps=3")
-    w, stream, eval_prompts = start(stack, cfg3)
+    w, stream, eval_prompts = start_run_workers(stack, cfg3)
     try:
         saver = checkpoint.Checkpointer(cfg3.trainer, w, stream, _memory(), _replay(cfg3))
         assert saver.restore(latest) == 2
@@ -70,7 +54,7 @@ def test_resume_continues_where_the_run_stopped(stack, tmp_path):
         assert w.learner.policy_version == first["policy_version"]
         second = run_loop(cfg3, w, stream, eval_prompts, resume_from=latest)
     finally:
-        stop(w)
+        stop_run_workers(w)
     assert second["policy_version"] == first["policy_version"] + 1  # exactly one more step
     assert second["eval_before"] == first["eval_before"]
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
