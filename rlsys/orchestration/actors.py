@@ -30,14 +30,21 @@ def _options(num_cpus: float, num_gpus: float = 0.0, extra_env: Optional[dict] =
             "max_restarts": max_restarts, "max_task_retries": 0}
 
 
-def get_all(refs: list, names: list[str]) -> list:
+def get_all(refs: list, names: list[str], timeout_s: Optional[float] = None) -> list:
     """``ray.get`` of one call per actor, in order. The first failure is raised at once, naming its
     actor: a live learner rank blocked in a collective with a dead one would otherwise hold the
-    caller until the process group's timeout (30 min by default)."""
+    caller until the process group's timeout (30 min by default). With ``timeout_s`` (actor start:
+    ``cluster.actor_start_timeout_s``), actors not done by then are named in a ``WorkerDied``."""
     pending = dict(zip(refs, names))
     done: dict = {}
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
+        wait_s = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=wait_s)
+        if not ready:
+            raise WorkerDied(f"{', '.join(pending.values())} not started within {timeout_s:g} s "
+                             f"(cluster.actor_start_timeout_s); resources free in the cluster now: "
+                             f"{_resources(ray.available_resources())}")
         for ref in ready:
             name = pending.pop(ref)
             try:
@@ -47,6 +54,11 @@ def get_all(refs: list, names: list[str]) -> list:
             except ray.exceptions.RayTaskError as err:
                 raise RuntimeError(f"{name} failed: {_first_line(err)}") from err
     return [done[ref] for ref in refs]
+
+
+def _resources(res: dict) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in sorted(res.items()) if not k.startswith("node:")
+                     and k not in ("memory", "object_store_memory")) or "none"
 
 
 class WorkerDied(RuntimeError):
@@ -133,7 +145,12 @@ class RolloutGroup:
         self.workers = [Engine.options(**options).remote(cfg, model_path, i, dtype) for i in range(cfg.num_workers)]
         self.restarter = Restarter("rollout", cfg.max_restarts, restart_timeout_s)
         self._weights: Optional[tuple] = None  # (ObjectRef of the last pushed weights, its policy version)
-        get_all([w.__ray_ready__.remote() for w in self.workers], [f"rollout-{i}" for i in range(len(self.workers))])
+        names = [f"rollout-{i}" for i in range(len(self.workers))]
+        try:
+            get_all([w.__ray_ready__.remote() for w in self.workers], names, timeout_s=restart_timeout_s)
+        except WorkerDied:
+            self.shutdown()  # actors still waiting for resources would otherwise stay queued
+            raise
 
     def generate(self, requests: list[SamplingRequest], policy_version: int) -> RolloutBatch:
         """Balance requests (by sample count) over workers; one generate call per worker."""
@@ -218,13 +235,19 @@ def _learner_actor_class():
 class LearnerGroup:
     """``learner.num_ranks`` DeepSpeed ranks forming one torch.distributed group."""
 
-    def __init__(self, cfg: LearnerConfig, model_path: str, loss_spec: LossSpec, dtype: str):
+    def __init__(self, cfg: LearnerConfig, model_path: str, loss_spec: LossSpec, dtype: str,
+                 start_timeout_s: float = 600.0):
         Rank = _learner_actor_class()
         env = {"DS_ACCELERATOR": "cpu"} if cfg.num_gpus_per_rank == 0 else {}
         self.ranks = [Rank.options(**_options(cfg.num_cpus_per_rank, cfg.num_gpus_per_rank, env))
                       .remote(cfg, model_path, loss_spec, dtype) for _ in range(cfg.num_ranks)]
         self.names = [f"learner-rank-{i}" for i in range(cfg.num_ranks)]
-        addr, port = ray.get(self.ranks[0].rendezvous_address.remote())
+        try:
+            get_all([r.__ray_ready__.remote() for r in self.ranks], self.names, timeout_s=start_timeout_s)
+        except WorkerDied:
+            self.shutdown()  # ranks still waiting for resources would otherwise stay queued
+            raise
+        addr, port = get_all([self.ranks[0].rendezvous_address.remote()], self.names[:1])[0]
         get_all([r.setup.remote(i, len(self.ranks), addr, port) for i, r in enumerate(self.ranks)], self.names)
         self.policy_version = 0
         self.model_path = model_path

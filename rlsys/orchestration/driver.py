@@ -80,7 +80,7 @@ def start_workers(cfg: Config, model_path: str) -> Workers:
     restart_timeout_s = cfg.cluster.actor_start_timeout_s
     controller = ControllerClient(cfg)
     reward = RewardClient(cfg.reward, restart_timeout_s)
-    learner = LearnerGroup(cfg.learner, model_path, loss_spec(cfg), cfg.model.dtype)
+    learner = LearnerGroup(cfg.learner, model_path, loss_spec(cfg), cfg.model.dtype, restart_timeout_s)
     rollout = RolloutGroup(cfg.rollout, model_path, cfg.model.dtype, restart_timeout_s)
     return Workers(rollout=rollout, reward=reward, learner=learner, controller=controller)
 
