@@ -50,6 +50,7 @@ def convert_gguf(source: Path, out_dir: str) -> dict:
     """
     from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+    from transformers.utils import logging as hf_logging
 
     start = time.time()
     config = AutoConfig.from_pretrained(str(source.parent), gguf_file=source.name)
@@ -65,6 +66,7 @@ def convert_gguf(source: Path, out_dir: str) -> dict:
                            f"missing {sorted(set(missing) - allowed_missing)}, unexpected {sorted(unexpected)}")
     if config.tie_word_embeddings and model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr():
         raise RuntimeError("lm_head is not tied to embed_tokens after loading")
+    hf_logging.disable_progress_bar()  # a one-off cached build: no progress bar on the user's console
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
     tokenizer.save_pretrained(out_dir)

@@ -58,6 +58,7 @@ def ensure_tiny_model(cache_dir: str, seed: int = 0) -> str:
 def build_tiny_model(out_dir: str, seed: int = 0) -> dict:
     """Build, warm-start and save the model into ``out_dir``; returns build info (seconds, final loss)."""
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+    from transformers.utils import logging as hf_logging
 
     start = time.time()
     tokenizer = build_char_tokenizer()
@@ -69,6 +70,7 @@ def build_tiny_model(out_dir: str, seed: int = 0) -> dict:
         torch.manual_seed(seed)
         model = Qwen2ForCausalLM(config)
         losses = warm_start(model, tokenizer, seed)
+    hf_logging.disable_progress_bar()  # a one-off cached build: no progress bar on the user's console
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
