@@ -27,7 +27,7 @@ demo: $(STAMP)
 	$(VENV)/bin/rlsys train configs/demo.yaml trainer.run_dir=$(DEMO_RUN_DIR)
 
 test: $(STAMP)
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q --durations=25
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit -q
