@@ -126,7 +126,7 @@ class EntropyControlConfig:
     uec_replay_size: float = 2.0  # UEC-RL: replay capacity in units of P*G
     uec_replay_every: int = 5  # UEC-RL: f_replay (0 = never)
     uec_adv_threshold: float = 1.0  # UEC-RL: A_0 of the replay admission rule
-    uec_code_compat: bool = False  # UEC-RL: reproduce the authors' code rules (ALGORITHMS.md 2.6)
+    uec_code_compat: bool = False  # UEC-RL: the authors' code's keep/replay rules (docs/algorithms.md#uec_rl)
 
 
 @dataclass(frozen=True)

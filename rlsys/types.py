@@ -113,7 +113,7 @@ class ScoredBatch:
 
 @dataclass(frozen=True)
 class PromptStats:
-    """What the entropy controller sees of one prompt (ALGORITHMS.md 5.2)."""
+    """What the entropy controller sees of one prompt (docs/algorithms.md#directives)."""
 
     prompt_id: str
     n_samples: int
@@ -128,7 +128,7 @@ class PromptStats:
 
 @dataclass(frozen=True)
 class ControlDirectives:
-    """Per-prompt decisions of the entropy controller for one step (ALGORITHMS.md 5.2).
+    """Per-prompt decisions of the entropy controller for one step (docs/algorithms.md#directives).
 
     All per-prompt tuples are aligned with ``prompt_ids``.
     """

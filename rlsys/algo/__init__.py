@@ -1,4 +1,4 @@
-"""Pure tensor maths of the RLVR algorithms (ALGORITHMS.md): advantages, the one entropy definition,
+"""Pure tensor maths of the RLVR algorithms (docs/algorithms.md): advantages, the one entropy definition,
 sharding-invariant aggregation, the parametric policy loss, reward shaping/filters and HORA allocation.
 
 torch (and numpy) only: nothing here imports ray, vllm, deepspeed or rlsys.config.

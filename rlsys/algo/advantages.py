@@ -1,4 +1,4 @@
-"""Group-relative, sequence-level advantages A_i from verifier rewards (ALGORITHMS.md 0, 3, 4.1, 4.3).
+"""Group-relative, sequence-level advantages A_i from verifier rewards (docs/algorithms.md#advantage-modes).
 
 Samples are grouped by ``group_B`` (one group per prompt, or per (prompt, source)); groups may have
 different sizes. Vectorised with index_add/scatter_reduce. Pure torch: must not import ray, vllm,

@@ -1,4 +1,4 @@
-"""Sharding-invariant reduction of a per-token loss to a scalar (ALGORITHMS.md 0 "aggregation modes").
+"""Sharding-invariant reduction of a per-token loss to a scalar (docs/algorithms.md#loss-aggregation).
 
 Every rank (and every micro-batch) computes its LOCAL sum divided by GLOBAL counts, so summing the
 results over ranks/micro-batches gives exactly the unsharded value, whatever the split. Pure torch:

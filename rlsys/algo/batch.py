@@ -1,7 +1,7 @@
 """Batch assembly: scored rollouts + controller directives -> padded ``TrainBatch`` tensors.
 
 Pure: records and torch in, records out. Group advantages are computed per (prompt, source), so
-UEC-RL's exploration samples are normalised within their own extra group (ALGORITHMS.md 2.1 step 3).
+UEC-RL's exploration samples are normalised within their own extra group (docs/algorithms.md#uec_rl, step 3).
 Must not import ray, vllm or deepspeed.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Token log-probabilities and the ONE definition of token entropy (ALGORITHMS.md 0).
+"""Token log-probabilities and the ONE definition of token entropy (docs/algorithms.md#token-entropy).
 
 ``H = logsumexp(z) - sum_v softmax(z)_v z_v`` of the learner's logits ``z`` (already divided by the
 rollout temperature). Everything in rlsys that acts on or logs "entropy" must come from here; the

@@ -1,4 +1,4 @@
-"""HORA-style rollout allocation by hit utility (ALGORITHMS.md 4.7; arXiv 2605.07114).
+"""HORA-style rollout allocation by hit utility (docs/algorithms.md#hora; arXiv 2605.07114).
 
 Pure Python maths: must not import ray, vllm, deepspeed or rlsys.config.
 

@@ -1,4 +1,4 @@
-"""The parametric per-token policy loss of ALGORITHMS.md 5.1, reduced with ``aggregate``.
+"""The parametric per-token policy loss (docs/algorithms.md#policy-loss), reduced with ``aggregate``.
 
 l = -m_cov * psi(r, A) + beta_kl * s_cov * |logp - old_logp| - lambda_q * H + beta_ref * KL_k3, where psi
 is the clipped surrogate (eps_low/eps_high, optional dual clip), m_cov the Clip-Cov mask and s_cov the

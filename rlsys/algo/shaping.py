@@ -1,5 +1,5 @@
-"""Reward shaping and sample/group filters: DAPO overlong shaping and dynamic sampling (ALGORITHMS.md
-4.2), UEC-RL keep rules and replay admission (2.1 steps 4 and 7).
+"""Reward shaping and sample/group filters: DAPO overlong shaping and dynamic sampling
+(docs/algorithms.md#dapo), UEC-RL keep rules and replay admission (docs/algorithms.md#uec_rl, #directives).
 
 Rules are strings (as carried by ``ControlDirectives``): keep ``all | nonzero_adv | positive_only |
 abs_gt:X``, replay ``none | positive_gt:X | abs_gt:X``. Pure torch/Python: must not import ray,

@@ -1,11 +1,11 @@
 """AER (Adaptive Entropy Regularization, arXiv 2510.10959) controller: lambda_q = alpha_k * w(p_q).
 
-ALGORITHMS.md 1.2-1.4; the whole controller is the reconstruction labelled [C] there (no public
+docs/algorithms.md#aer; the whole controller is a reconstruction, labelled [C] there (no public
 code or method section was available). Must not import ray, vllm or deepspeed.
 
-Order (ALGORITHMS.md 5.2): observe() at step k uses alpha_k and step-k rewards; record_learner_stats()
-with step-k's pre-update entropy H_k freezes H_0 (first ``warmup_batches`` measurements) and sets
-alpha_{k+1} = clip(alpha_k + eta * (H* - H_k), 0, alpha_max), H* = tau * H_0.
+Order (docs/algorithms.md#entropy-controller): observe() at step k uses alpha_k and step-k rewards;
+record_learner_stats() with step-k's pre-update entropy H_k freezes H_0 (first ``warmup_batches``
+measurements) and sets alpha_{k+1} = clip(alpha_k + eta * (H* - H_k), 0, alpha_max), H* = tau * H_0.
 Choices made here [C]:
   * H_k is the token-mean over all tokens of the step (not only regularised prompts).
   * While H_0 is still being averaged (warmup_batches > 1) alpha is held; the first update uses the
@@ -61,7 +61,7 @@ def next_alpha(alpha: float, error: float, lr: float, alpha_max: float, update: 
 
 
 class AERController(PlainStateMixin):
-    """Difficulty-aware per-prompt coefficients with an initial-anchored target (ALGORITHMS.md 1.3)."""
+    """Difficulty-aware per-prompt coefficients with an initial-anchored target (docs/algorithms.md#aer)."""
 
     name = "aer"
     _STATE_FIELDS = ("alpha", "h0", "warmup_sum", "warmup_count", "last_entropy", "step",

@@ -1,4 +1,5 @@
-"""The entropy-controller contract (ALGORITHMS.md 5.2) and the helpers every controller shares.
+"""The entropy-controller contract (docs/algorithms.md#entropy-controller) and the helpers every
+controller shares.
 
 A controller is a small state machine: ``observe`` turns per-prompt statistics into per-prompt
 directives before the learner step, ``record_learner_stats`` updates its state after it.
@@ -65,7 +66,8 @@ def measured_token_entropy(stats: LearnerStats) -> float:
     """The exact token-mean entropy of the learner step (``entropy/token_mean``); raises if absent.
 
     Entropy-driven controllers must always get this value, also while their coefficient is 0
-    (ALGORITHMS.md 4.5: gating the measurement on ``coef != 0`` gets the controller stuck).
+    (docs/algorithms.md#entropy-controller: gating the measurement on ``coef != 0`` gets the
+    controller stuck).
     """
     value = stats.scalars.get(LEARNER_ENTROPY_KEY)
     if value is None or not math.isfinite(float(value)):

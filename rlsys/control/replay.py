@@ -1,4 +1,5 @@
-"""UEC-RL's replay buffer: a FIFO of opaque training rows with a seeded sampler (ALGORITHMS.md 2.1 step 7-8).
+"""UEC-RL's replay buffer: a FIFO of opaque training rows with a seeded sampler (docs/algorithms.md#uec_rl,
+steps 6-7).
 
 Items are whatever the driver stores (per-sample training rows including the stored old
 log-probs); the buffer never looks inside them. Must not import ray, vllm or deepspeed.
@@ -11,7 +12,10 @@ from typing import Any, Iterable
 
 
 class ReplayBuffer:
-    """Keeps the newest ``capacity`` items (s' = uec_replay_size * P * G); property 15."""
+    """Keeps the newest ``capacity`` items (s' = uec_replay_size * P * G).
+
+    docs/algorithms.md#checked-properties, property 15.
+    """
 
     def __init__(self, capacity: int, seed: int) -> None:
         if capacity < 0:

@@ -1,6 +1,6 @@
 """Baseline controllers: none, fixed coefficient, Skywork-OR1 adaptive, and AsymGRPO's logger-only one.
 
-ALGORITHMS.md 4.4 (fixed), 4.5 (Skywork), 3.4 (AsymGRPO acts through advantages, so its controller
+docs/algorithms.md#entropy_fixed, #skywork, #asymgrpo (AsymGRPO acts through advantages, so its controller
 emits no directives; the run still logs entropy split by outcome from the learner stats).
 Must not import ray, vllm or deepspeed.
 """
@@ -36,7 +36,7 @@ class AsymGRPOController(NoneController):
 
 
 class FixedController(PlainStateMixin):
-    """lambda = ``coef`` on every prompt, every step (ALGORITHMS.md 4.4)."""
+    """lambda = ``coef`` on every prompt, every step (docs/algorithms.md#entropy_fixed)."""
 
     name = "fixed"
     _STATE_FIELDS = ("step",)
@@ -55,7 +55,7 @@ class FixedController(PlainStateMixin):
 
 
 class SkyworkController(PlainStateMixin):
-    """Skywork-OR1 adaptive entropy control (ALGORITHMS.md 4.5).
+    """Skywork-OR1 adaptive entropy control (docs/algorithms.md#skywork).
 
     Step k applies lambda_k = c_k * 1[H_{k-1} <= H_tgt] to every prompt. After step k,
     c_{k+1} = clamp(c_k + delta if H_k <= H_tgt else c_k - delta, c_min, c_max), with c_0 = ``coef``

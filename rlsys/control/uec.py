@@ -2,18 +2,21 @@
 
 UEC-RL puts no entropy term in the loss (all lambda = 0). It raises entropy by a second,
 hotter sampling pass on prompts no sample solved, and lowers it by replaying high-advantage
-samples (ALGORITHMS.md 2.1, 2.4). This module only decides; the keep/admit masks are computed by
+samples (docs/algorithms.md#uec_rl). This module only decides; the keep/admit masks are computed by
 ``rlsys.algo.shaping`` from the rule strings emitted here. Must not import ray, vllm or deepspeed.
 
-Paper vs code (ALGORITHMS.md 2.6), selected by ``uec_code_compat``:
+Paper vs code (docs/algorithms.md#uec_rl), selected by ``uec_code_compat``:
   rule               paper (default)        authors' code
   keep regular       nonzero_adv            abs_gt:0.05
   keep explore       positive_only          abs_gt:A_0   (A_0 = uec_adv_threshold, 1 in the code)
   replay admission   positive_gt:A_0        abs_gt:A_0
-The other code-only behaviours (hard-coded upper clip, overlong-positive filter, no temperature
-correction, stale old log-probs on replay) live outside the controller.
+The switch changes only these three rules. The authors' code's other behaviours are not reproduced
+by it (hard-coded upper clip, overlong-positive filter, log-probs at T = 1.0 for every sample), and
+replay always uses stale old log-probs (vLLM's, from sampling time), under both settings; see
+docs/algorithms.md#uec_rl, "not implemented yet".
 ``replay_now`` counts training steps (observe() calls, 0-based): step k > 0 with
-k % uec_replay_every == 0. The batch-assembly stage still checks the buffer holds >= P*G items.
+k % uec_replay_every == 0. The replay stage (rlsys/orchestration/sampling.py) still checks the buffer
+holds >= P*G items.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Pure metric functions (ALGORITHMS.md 6): records and vectors in, ``{"namespace/name": float}`` out.
+"""Pure metric functions (docs/algorithms.md#metrics): records and vectors in,
+``{"namespace/name": float}`` out.
 
 Each key names exactly what is computed. A statistic over an empty set (e.g. the mean entropy of
 an empty difficulty bucket) is omitted rather than logged as NaN; counts are logged even when 0.
@@ -15,7 +16,7 @@ import torch
 
 from rlsys.types import ControlDirectives, RolloutBatch, ScoredBatch
 
-# Difficulty buckets of the group accuracy p (ALGORITHMS.md 6), in order.
+# Difficulty buckets of the group accuracy p (docs/algorithms.md#metrics), in order.
 P_BUCKETS = ("p=0", "0<p<=.25", ".25<p<=.5", ".5<p<1", "p=1")
 CORRECT_THRESHOLD = 0.5  # binary verifiers give 0/1; partial credit >= 0.5 counts as correct
 ZERO_ADV_TOL = 1e-8  # |A| below this counts as zero advantage (degenerate groups give exact 0)

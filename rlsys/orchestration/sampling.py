@@ -69,7 +69,7 @@ class ReplayStage:
 
     Replay rows keep the log-probs the sample was generated with (vLLM's, at its temperature) as
     the old log-probs, so the PPO ratio is taken against the stale behaviour policy and clipping
-    bounds how far replay moves the policy (ALGORITHMS.md 2.2).
+    bounds how far replay moves the policy (docs/algorithms.md#uec_rl).
     """
 
     def __init__(self, capacity: int, unit: int, seed: int):

@@ -1,4 +1,5 @@
-"""Group advantages (ALGORITHMS.md 7, properties 4 and 10-12): hand-worked values and a slow loop."""
+"""Group advantages (docs/algorithms.md#advantage-modes; #checked-properties 4 and 10-12): hand-worked values
+and a slow loop."""
 import math
 
 import pytest

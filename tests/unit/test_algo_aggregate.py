@@ -1,4 +1,4 @@
-"""Sharding-invariant aggregation (ALGORITHMS.md 0; 7 property 2)."""
+"""Sharding-invariant aggregation (docs/algorithms.md#loss-aggregation; #checked-properties 2)."""
 import pytest
 import torch
 

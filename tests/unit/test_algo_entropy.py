@@ -1,4 +1,5 @@
-"""The one entropy definition and the chunked logp/entropy pass (ALGORITHMS.md 0; 7 property 1, 9)."""
+"""The one entropy definition and the chunked logp/entropy pass (docs/algorithms.md#token-entropy;
+#checked-properties 1, 9)."""
 import math
 
 import pytest

@@ -1,4 +1,4 @@
-"""HORA hit utility and greedy allocation (ALGORITHMS.md 4.7; 7 property 22)."""
+"""HORA hit utility and greedy allocation (docs/algorithms.md#hora; #checked-properties 22)."""
 import itertools
 
 import pytest

@@ -1,4 +1,4 @@
-"""The parametric policy loss (ALGORITHMS.md 5.1; 7 properties 2, 3, 18, 20, 21)."""
+"""The parametric policy loss (docs/algorithms.md#policy-loss; #checked-properties 2, 3, 18, 20, 21)."""
 import math
 
 import pytest

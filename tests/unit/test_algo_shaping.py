@@ -1,4 +1,4 @@
-"""Reward shaping and filters (ALGORITHMS.md 7 properties 14 keep rules, 16, 17, 19)."""
+"""Reward shaping and filters (docs/algorithms.md#checked-properties 14 keep rules, 16, 17, 19)."""
 import itertools
 
 import pytest

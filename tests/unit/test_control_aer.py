@@ -1,4 +1,5 @@
-"""AER controller: ALGORITHMS.md 1.3-1.4 and properties 5-8, plus the 5.2 ordering."""
+"""AER controller: docs/algorithms.md#aer and #checked-properties 5-8, plus the call order of
+#entropy-controller."""
 import math
 
 import pytest

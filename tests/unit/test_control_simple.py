@@ -1,4 +1,5 @@
-"""none / asymgrpo / fixed / skywork controllers (ALGORITHMS.md 4.4, 4.5, 3.4) and make_controller."""
+"""none / asymgrpo / fixed / skywork controllers (docs/algorithms.md#entropy_fixed, #skywork, #asymgrpo) and
+make_controller."""
 import pytest
 
 from rlsys.config import EntropyControlConfig

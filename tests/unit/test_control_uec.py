@@ -1,4 +1,4 @@
-"""UEC-RL controller and replay buffer: ALGORITHMS.md 2.1, 2.6 and properties 13-16."""
+"""UEC-RL controller and replay buffer: docs/algorithms.md#uec_rl and #checked-properties 13-16."""
 import pytest
 import torch
 

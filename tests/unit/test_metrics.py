@@ -1,4 +1,4 @@
-"""Pure metric functions (ALGORITHMS.md 6) on hand-worked numbers."""
+"""Pure metric functions (docs/algorithms.md#metrics) on hand-worked numbers."""
 import dataclasses
 import math
 import random
