@@ -1,4 +1,4 @@
-"""``rlsys`` command line: ``train CONFIG [section.key=value ...]``, ``eval``, ``data export``.
+"""``rlsys`` command line: ``train CONFIG [section.key=value ...]``, ``eval``, ``plot RUN_DIR``, ``data export``.
 
 Heavy imports (ray, vllm, deepspeed) happen inside the subcommands, so ``rlsys --help`` is quick.
 """
@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+
+from rlsys.console import set_verbose, verbose
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -73,12 +75,25 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from rlsys.metrics.plots import RunDirError, write_plots
+
+    try:
+        paths = write_plots(args.run_dir)
+    except RunDirError as e:
+        return _fail("plot", e, 2)
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlsys", description="RLVR training with per-prompt entropy control")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train with a YAML config; overrides as section.key=value, algo=NAME")
     train.add_argument("config")
     train.add_argument("overrides", nargs="*")
+    train.add_argument("--verbose", action="store_true", help="show the libraries' INFO logs (vLLM, Ray, DeepSpeed)")
     train.set_defaults(func=_train)
     ev = sub.add_parser("eval", help="pass@1 / pass@k of a model dir, or of a config's model")
     ev.add_argument("target", help="a Hugging Face model dir, a run dir with a checkpoint, or a config YAML")
@@ -86,7 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--k", type=int, default=8)
     ev.add_argument("--temperature", type=float, default=1.0)
     ev.add_argument("overrides", nargs="*")
+    ev.add_argument("--verbose", action="store_true", help="show the libraries' INFO logs (vLLM, Ray, DeepSpeed)")
     ev.set_defaults(func=_eval)
+    plot = sub.add_parser("plot", help="write RUN_DIR/plots/*.png from a run's metrics.jsonl")
+    plot.add_argument("run_dir")
+    plot.set_defaults(func=_plot)
     data = sub.add_parser("data", help="dataset tools")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     exp = data_sub.add_parser("export", help="write a built-in task as .jsonl or .parquet")
@@ -107,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
+    if hasattr(args, "verbose"):
+        try:
+            set_verbose(args.verbose or verbose())  # the flag, else RLSYS_LOG_LEVEL, else quiet
+        except ValueError as e:
+            parser.error(str(e))
     return args.func(args)
 
 

@@ -148,6 +148,7 @@ class TrainerConfig:
     save_every: int = 50  # steps between checkpoints in run_dir/checkpoints (0 = after the last step only)
     keep_checkpoints: int = 2  # newest checkpoints kept; older step_* dirs are deleted after each save
     max_nonfinite_steps: int = 3  # steps with a NaN/inf metric tolerated; one more saves a checkpoint and stops
+    tensorboard: bool = False  # also write every metric to run_dir/tensorboard (needs the tensorboard extra)
     resume: str = "auto"  # auto: continue from run_dir's latest checkpoint if it has one; never: refuse to reuse it
     seed: int = 0
 

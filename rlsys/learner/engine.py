@@ -29,6 +29,7 @@ from transformers import AutoModelForCausalLM  # noqa: E402
 
 from rlsys.algo.loss import LossSpec, policy_loss  # noqa: E402
 from rlsys.config import LearnerConfig  # noqa: E402
+from rlsys.console import quiet_stdout  # noqa: E402
 from rlsys.learner.forward import response_logp_and_entropy  # noqa: E402
 from rlsys.learner.plan import MicroBatch, MiniBatch, ShardInfo, plan_pass, plan_update  # noqa: E402
 from rlsys.types import LearnerStats, TrainBatch  # noqa: E402
@@ -93,7 +94,8 @@ class Learner:
         backend = self.cfg.backend
         if backend == "auto":
             backend = "nccl" if torch.cuda.is_available() else "gloo"
-        deepspeed.init_distributed(dist_backend=backend)
+        with quiet_stdout():  # DeepSpeed prints a notice each time it loads its CPU comm op
+            deepspeed.init_distributed(dist_backend=backend)
         torch.manual_seed(self.cfg.seed)
         lm = self._load_lm()
         optimizer = torch.optim.AdamW(lm.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)

@@ -12,6 +12,8 @@ from typing import Optional, Protocol
 
 
 class MetricsSink(Protocol):
+    """Receives every row's finite scalars; a sink with a ``close()`` is closed with the logger."""
+
     def write(self, step: int, metrics: dict[str, float]) -> None: ...
 
 
@@ -30,7 +32,8 @@ class MetricsLogger:
     drops the rows past its checkpoint (train rows of steps >= resume_step, evaluations after it),
     so every step appears once."""
 
-    def __init__(self, path: Path, sinks: tuple | list = (), echo: bool = True, resume_step: Optional[int] = None):
+    def __init__(self, path: Path, sinks: tuple | list = (), echo: bool = True, resume_step: Optional[int] = None,
+                 total_steps: Optional[int] = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is None and self.path.exists() and self.path.stat().st_size > 0:
@@ -45,13 +48,16 @@ class MetricsLogger:
         self.sinks = list(sinks)
         self.echo = echo
         self.start = time.time()
+        self.eta = StepClock(total_steps)
 
     def log(self, step: int, metrics: dict) -> list[str]:
         """Write one train step; returns the keys whose value is NaN or infinite."""
         clean = self._write(step, "train", metrics)
         bad = nonfinite_keys(clean)
+        eta = self.eta.tick(step)
         if self.echo:
-            print(step_line(step, clean) + (f" | NON-FINITE: {', '.join(bad)}" if bad else ""), flush=True)
+            print(step_line(step, clean) + (f" | eta {format_seconds(eta)}" if eta is not None else "")
+                  + (f" | NON-FINITE: {', '.join(bad)}" if bad else ""), flush=True)
         return bad
 
     def log_eval(self, step: int, metrics: dict) -> None:
@@ -71,6 +77,35 @@ class MetricsLogger:
 
     def close(self) -> None:
         self.file.close()
+        for sink in self.sinks:
+            if hasattr(sink, "close"):
+                sink.close()
+
+
+class StepClock:
+    """Time left to ``total_steps``: the mean wall time of the last ``window`` steps (evaluations
+    and checkpoints included) times the steps left; the first step has no estimate."""
+
+    def __init__(self, total_steps: Optional[int], window: int = 10, clock=time.monotonic):
+        self.total_steps, self.window, self.clock = total_steps, window, clock
+        self.ticks: list[float] = []
+
+    def tick(self, step: int) -> Optional[float]:
+        self.ticks = (self.ticks + [self.clock()])[-(self.window + 1):]
+        if self.total_steps is None or len(self.ticks) < 2:
+            return None
+        per_step = (self.ticks[-1] - self.ticks[0]) / (len(self.ticks) - 1)
+        return per_step * max(0, self.total_steps - step - 1)
+
+
+def format_seconds(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``2h07m``."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def _before(row: dict, resume_step: int) -> bool:

@@ -6,6 +6,7 @@ imported only where it is used: the checks before start-up need none of it and m
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -13,11 +14,13 @@ import urllib.parse
 from typing import Optional
 
 from rlsys.config import Config, ConfigError
+from rlsys.console import library_env, verbose
 
 
 def actor_env() -> dict[str, str]:
-    """Environment every rlsys actor needs (CPU DeepSpeed accelerator, quiet tokenizers)."""
-    env = {"TOKENIZERS_PARALLELISM": "false", "RAY_DEDUP_LOGS": "0"}
+    """Environment every rlsys actor needs (CPU DeepSpeed accelerator, quiet tokenizers, the
+    libraries' log level: ``rlsys.console``)."""
+    env = {"TOKENIZERS_PARALLELISM": "false", "RAY_DEDUP_LOGS": "0"} | library_env()
     for key in ("DS_ACCELERATOR", "TORCH_EXTENSIONS_DIR", "VLLM_CPU_KVCACHE_SPACE", "OMP_NUM_THREADS"):
         if key in os.environ:
             env[key] = os.environ[key]
@@ -122,12 +125,23 @@ def connect(cfg: Config) -> str:
     if ray.is_initialized():
         return "already initialised"
     if address:
-        ray.init(address=address, namespace=cfg.cluster.namespace, log_to_driver=True)
-        return f"joined {address}"
+        context = ray.init(address=address, namespace=cfg.cluster.namespace, log_to_driver=True,
+                           logging_level=_ray_level())
+        return f"joined {address}" + _dashboard(context)
     num_cpus = cfg.cluster.num_cpus or os.cpu_count() or 1  # never more than the machine (check_cluster)
-    ray.init(num_cpus=num_cpus, namespace=cfg.cluster.namespace, include_dashboard=cfg.cluster.include_dashboard,
-             runtime_env={"env_vars": actor_env()}, log_to_driver=True, _node_ip_address="127.0.0.1")
-    return f"embedded local cluster ({num_cpus} logical CPUs)"
+    context = ray.init(num_cpus=num_cpus, namespace=cfg.cluster.namespace,
+                       include_dashboard=cfg.cluster.include_dashboard, runtime_env={"env_vars": actor_env()},
+                       log_to_driver=True, _node_ip_address="127.0.0.1", logging_level=_ray_level())
+    return f"embedded local cluster ({num_cpus} logical CPUs)" + _dashboard(context)
+
+
+def _dashboard(context) -> str:
+    url = getattr(context, "dashboard_url", None)
+    return f"; Ray dashboard at http://{url}" if url else ""
+
+
+def _ray_level() -> int:
+    return logging.INFO if verbose() else logging.WARNING
 
 
 def check_resources(cfg: Config) -> None:

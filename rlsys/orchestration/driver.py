@@ -20,6 +20,8 @@ from rlsys.types import LearnerStats
 from rlsys.metrics.compute import (advantage_metrics, coef_metrics, entropy_metrics, filter_metrics, reward_metrics,
                                    rollout_metrics, sampler_metrics)
 from rlsys.metrics.logger import MetricsLogger
+from rlsys.metrics.plots import write_plots
+from rlsys.metrics.tensorboard import TensorBoardSink
 from rlsys.models.resolve import write_hf_model
 from rlsys.orchestration import checkpoint, cluster
 from rlsys.orchestration.actors import ControllerClient, LearnerGroup, RewardClient, RolloutGroup
@@ -187,8 +189,10 @@ def run_loop(cfg: Config, w: Workers, stream, eval_prompts, resume_from: Optiona
     saver = checkpoint.Checkpointer(cfg.trainer, w, stream, memory, replay)
     start = saver.restore(resume_from)
     w.mark_restarts()
-    logger = MetricsLogger(run_dir / "metrics.jsonl", sinks=[RayMetricsSink()],
-                           resume_step=start if resume_from is not None else None)
+    sinks = [RayMetricsSink()] + ([TensorBoardSink(run_dir / "tensorboard")] if cfg.trainer.tensorboard else [])
+    logger = MetricsLogger(run_dir / "metrics.jsonl", sinks=sinks,
+                           resume_step=start if resume_from is not None else None,
+                           total_steps=cfg.trainer.total_steps)
     version = w.learner.align_rollout(w.rollout)
     if not saver.eval_before:
         saver.eval_before = evaluate(w, eval_prompts, cfg, version, 0)
@@ -231,7 +235,18 @@ def run_loop(cfg: Config, w: Workers, stream, eval_prompts, resume_from: Optiona
     summary = {"policy_version": version, "rollout_versions": w.rollout.policy_versions(),
                "eval_before": saver.eval_before, "eval_after": after, "controller_state": w.controller.state_dict()}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    write_run_plots(run_dir)
     return summary
+
+
+def write_run_plots(run_dir: Path) -> None:
+    """``rlsys plot`` at the end of the run; the run's files are all written, so a failure is reported, not raised."""
+    try:
+        paths = write_plots(run_dir)
+    except Exception as err:  # noqa: BLE001 - the run succeeded; `rlsys plot RUN_DIR` can redo this
+        print(f"[rlsys] plots not written ({type(err).__name__}: {err}); run `rlsys plot {run_dir}`", flush=True)
+        return
+    print(f"[rlsys] plots: {', '.join(str(p) for p in paths)}", flush=True)
 
 
 def explore_pass(w: Workers, prompts, directives, version: int, scope: SeedScope):

@@ -5,11 +5,12 @@ phase is ``driver.start_run``.
 """
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from rlsys.config import Config
+from rlsys.config import Config, ConfigError
 from rlsys.data.checks import check_prompt_lengths, check_verifiers, prompt_budget
 from rlsys.data.prompt_stream import PromptStream
 from rlsys.data.setup import build_prompt_sources, check_split, load_tokenizer, read_source
@@ -32,6 +33,7 @@ def check_run(cfg: Config) -> RunPlan:
     """Raise ConfigError / DatasetError at the first problem; nothing is written but the built-in
     model's cache (``model.cache_dir``), and that only once the data has been read and checked."""
     cfg.validate()  # every field, one line naming each bad key
+    check_sinks(cfg)
     resume_from = checkpoint.check_resume_mode(cfg.trainer)
     checkpoint.check_resume_config(cfg, resume_from)  # a resume must continue the same run
     cluster.check_cluster(cfg)  # an embedded cluster fits the machine; a cluster to join answers
@@ -43,3 +45,13 @@ def check_run(cfg: Config) -> RunPlan:
     check_prompt_lengths(source, tokenizer, cfg.data.chat_template, prompt_budget(model_path, cfg.rollout))
     stream, eval_prompts = build_prompt_sources(cfg.data, model_path, source, tokenizer)
     return RunPlan(resume_from, model_path, stream, eval_prompts)
+
+
+def tensorboard_installed() -> bool:
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def check_sinks(cfg: Config) -> None:
+    if cfg.trainer.tensorboard and not tensorboard_installed():
+        raise ConfigError("trainer.tensorboard=true: the tensorboard package is not installed "
+                          "(pip install 'rlsys[tensorboard]'), or set trainer.tensorboard=false")

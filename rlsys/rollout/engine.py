@@ -25,11 +25,17 @@ import time
 from typing import Any, Optional, Protocol
 
 import torch
-from vllm import LLM, SamplingParams
-from vllm.inputs import TokensPrompt
 
-from rlsys.config import RolloutConfig
-from rlsys.rollout import WEIGHT_TRANSFER_STRATEGIES
+from rlsys.console import verbose
+from rlsys.rollout.logs import configure_vllm_logging
+
+configure_vllm_logging()  # vLLM sets up its loggers once, on import: the level must be chosen first
+
+from vllm import LLM, SamplingParams  # noqa: E402
+from vllm.inputs import TokensPrompt  # noqa: E402
+
+from rlsys.config import RolloutConfig  # noqa: E402
+from rlsys.rollout import WEIGHT_TRANSFER_STRATEGIES  # noqa: E402
 from rlsys.types import Sample, SamplingRequest
 
 WORKER_EXTENSION = "rlsys.rollout.worker_ext.RlsysWorkerExtension"
@@ -222,7 +228,7 @@ def _llm_kwargs(cfg: RolloutConfig, model_path: str, worker_index: int, dtype: s
         model=model_path, dtype=dtype, seed=cfg.seed + worker_index,
         gpu_memory_utilization=cfg.gpu_memory_utilization, max_model_len=cfg.max_model_len,
         enforce_eager=cfg.enforce_eager, worker_extension_cls=WORKER_EXTENSION,
-        logprobs_mode=LOGPROBS_MODE,
+        logprobs_mode=LOGPROBS_MODE, use_tqdm_on_load=verbose(),
     )
     if cfg.weight_transfer == "nccl":
         kwargs["weight_transfer_config"] = {"backend": "nccl"}
