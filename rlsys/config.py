@@ -12,7 +12,7 @@ import os
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import yaml
 
@@ -43,6 +43,7 @@ class RolloutConfig:
     # the reward actor: 1.75 CPUs) fit a 2-core machine, as an embedded cluster must (cluster.py).
     num_cpus_per_worker: float = 0.5  # Ray CPUs reserved per engine actor
     num_gpus_per_worker: float = 0.0  # Ray GPUs per engine actor (0 on CPU)
+    resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per engine, e.g. {rollout_node: 1}
     samples_per_prompt: int = 8  # G: responses per prompt
     temperature: float = 1.0  # sampling temperature of the regular pass
     top_p: float = 1.0  # nucleus sampling
@@ -51,7 +52,7 @@ class RolloutConfig:
     kv_cache_space_gb: int = 1  # VLLM_CPU_KVCACHE_SPACE on CPU
     max_model_len: int = 256  # prompt + response tokens
     enforce_eager: bool = True  # no CUDA graphs / compilation
-    weight_transfer: str = "serialized"  # serialized (safetensors via collective_rpc) | nccl (GPU)
+    weight_transfer: str = "serialized"  # serialized: safetensors bytes via the object store (the one wired path)
     max_restarts: int = 3  # a crashed engine actor is restarted (and re-synced) up to this many times
     seed: int = 0  # engine seed (worker i uses seed + i)
 
@@ -60,7 +61,9 @@ class RolloutConfig:
 class RewardConfig:
     num_workers: int = 1  # grading worker processes inside the reward service actor
     timeout_s: float = 5.0  # hard wall-clock limit per answer; past it the answer is ungradable
-    num_cpus: float = 0.25  # Ray CPUs reserved for the reward service actor
+    num_actors: int = 1  # reward service actors; each batch is split over them by prompt
+    num_cpus: float = 0.25  # Ray CPUs reserved per reward service actor
+    resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per reward actor
     verifier_paths: tuple[str, ...] = ()  # extra verifiers as dotted paths "pkg.mod:function"
     max_restarts: int = 3  # a crashed reward actor is restarted up to this many times
 
@@ -70,6 +73,8 @@ class LearnerConfig:
     num_ranks: int = 2  # learner actors forming one torch.distributed group
     num_cpus_per_rank: float = 0.25  # Ray CPUs per learner rank
     num_gpus_per_rank: float = 0.0  # Ray GPUs per learner rank
+    resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per rank, e.g. {learner_node: 1}
+    placement: str = "pack"  # placement group of the ranks: pack | spread | strict_pack | strict_spread | none
     zero_stage: int = 2  # DeepSpeed ZeRO stage: 2 or 3
     backend: str = "auto"  # auto (nccl on GPU, gloo on CPU) | gloo | nccl
     lr: float = 1e-4  # AdamW learning rate
@@ -105,9 +110,12 @@ class AlgoConfig:
     dynamic_sampling_max_rounds: int = 4  # refill rounds before reporting exhaustion
 
 
+UECExploreKeep = Literal["positive", "nonnegative"]
+
+
 @dataclass(frozen=True)
 class EntropyControlConfig:
-    controller: str = "none"  # none | fixed | skywork | aer | uec_rl | asymgrpo
+    controller: str = "none"  # none | fixed | skywork | aer | uec_rl | asymgrpo | hora
     coef: float = 0.0  # fixed: constant lambda; skywork: starting coefficient
     target_entropy: float = 0.2  # skywork: H_tgt
     coef_step: float = 0.005  # skywork: delta per step
@@ -126,7 +134,13 @@ class EntropyControlConfig:
     uec_replay_size: float = 2.0  # UEC-RL: replay capacity in units of P*G
     uec_replay_every: int = 5  # UEC-RL: f_replay (0 = never)
     uec_adv_threshold: float = 1.0  # UEC-RL: A_0 of the replay admission rule
-    uec_code_compat: bool = False  # UEC-RL: the authors' code's keep/replay rules (docs/algorithms.md#uec_rl)
+    uec_code_compat: bool = False  # UEC-RL: the authors' code's rules and scoring (docs/algorithms.md#uec_rl)
+    uec_explore_keep: UECExploreKeep = "positive"  # UEC-RL: exploration samples kept: positive (A>0) | nonnegative (A>=0)
+    uec_batch_buffer: bool = True  # UEC-RL: train only on whole multiples of P*G kept samples (FIFO of 2*P*G)
+    hora_n_probe: int = 4  # HORA: probe responses per prompt (the regular pass draws these instead of G)
+    hora_budget: Optional[int] = None  # HORA: extra responses per step (None: P * (G - hora_n_probe))
+    hora_utility: str = "unsolved_hit"  # HORA: unsolved_hit | hit (docs/algorithms.md#hora)
+    hora_max_per_prompt: Optional[int] = None  # HORA: cap on one prompt's extra responses (None: no cap)
 
 
 @dataclass(frozen=True)
@@ -294,14 +308,18 @@ def _rollout_reward_problems(c: Config) -> list[str]:
     p += _positive("rollout.kv_cache_space_gb", r.kv_cache_space_gb)
     if 0 < r.max_model_len <= r.max_new_tokens:
         p.append(f"rollout.max_new_tokens={r.max_new_tokens}: must be < rollout.max_model_len={r.max_model_len}")
-    p += _one_of("rollout.weight_transfer", r.weight_transfer, {"serialized", "nccl"})
-    if r.weight_transfer == "nccl" and r.num_gpus_per_worker <= 0:
-        p.append("rollout.weight_transfer='nccl' needs rollout.num_gpus_per_worker > 0")
+    if r.weight_transfer == "nccl":
+        p.append("rollout.weight_transfer='nccl': not wired into the learner's weight push yet; use 'serialized'")
+    else:
+        p += _one_of("rollout.weight_transfer", r.weight_transfer, {"serialized"})
+    p += _resource_problems("rollout.resources", r.resources)
     p += _positive("rollout.max_restarts", r.max_restarts, allow_zero=True)
     p += _positive("rollout.seed", r.seed, allow_zero=True)
     p += _positive("reward.num_workers", rw.num_workers)
     p += _positive("reward.timeout_s", rw.timeout_s)
+    p += _positive("reward.num_actors", rw.num_actors)
     p += _positive("reward.num_cpus", rw.num_cpus, allow_zero=True)
+    p += _resource_problems("reward.resources", rw.resources)
     p += _positive("reward.max_restarts", rw.max_restarts, allow_zero=True)
     for path in rw.verifier_paths:
         module, sep, attr = path.partition(":")
@@ -310,11 +328,29 @@ def _rollout_reward_problems(c: Config) -> list[str]:
     return p
 
 
+PLACEMENTS = ("pack", "spread", "strict_pack", "strict_spread", "none")  # Ray placement-group strategies
+RAY_BUILTIN_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
+
+
+def _resource_problems(key: str, resources) -> list[str]:
+    if not isinstance(resources, dict):
+        return [f"{key}={resources!r}: expected a mapping of Ray resource name to amount, e.g. {{rollout_node: 1}}"]
+    p = []
+    for name, amount in resources.items():
+        if name in RAY_BUILTIN_RESOURCES:
+            p.append(f"{key}.{name}: set Ray's own resources with the num_cpus / num_gpus keys, not here")
+        elif isinstance(amount, bool) or not isinstance(amount, (int, float)) or not amount > 0:
+            p.append(f"{key}.{name}={amount!r}: must be a number > 0")
+    return p
+
+
 def _learner_problems(c: Config) -> list[str]:
     lr, p = c.learner, []
     p += _positive("learner.num_ranks", lr.num_ranks)
     p += _positive("learner.num_cpus_per_rank", lr.num_cpus_per_rank, allow_zero=True)
     p += _positive("learner.num_gpus_per_rank", lr.num_gpus_per_rank, allow_zero=True)
+    p += _resource_problems("learner.resources", lr.resources)
+    p += _one_of("learner.placement", lr.placement, set(PLACEMENTS))
     p += _one_of("learner.zero_stage", lr.zero_stage, {2, 3})  # what rlsys/learner/engine.py configures
     p += _one_of("learner.backend", lr.backend, {"auto", "gloo", "nccl"})
     if lr.backend == "nccl" and lr.num_gpus_per_rank <= 0:
@@ -359,7 +395,7 @@ def _algo_problems(c: Config) -> list[str]:
 def _entropy_control_problems(c: Config) -> list[str]:
     ec, p = c.entropy_control, []
     p += _one_of("entropy_control.controller", ec.controller,
-                 {"none", "fixed", "skywork", "aer", "uec_rl", "asymgrpo"})
+                 {"none", "fixed", "skywork", "aer", "uec_rl", "asymgrpo", "hora"})
     p += _one_of("entropy_control.aer_weight", ec.aer_weight, {"indicator", "linear"})
     p += _one_of("entropy_control.aer_update", ec.aer_update, {"additive", "log"})
     p += _within("entropy_control.aer_tau", ec.aer_tau, 0, 1, "(]")
@@ -375,6 +411,30 @@ def _entropy_control_problems(c: Config) -> list[str]:
                  f"{ec.aer_alpha_max}")
     p += _positive("entropy_control.aer_warmup_batches", ec.aer_warmup_batches)
     p += _positive("entropy_control.uec_extra_temperature", ec.uec_extra_temperature)
+    p += _one_of("entropy_control.uec_explore_keep", ec.uec_explore_keep, typing.get_args(UECExploreKeep))
+    if ec.controller == "uec_rl" and ec.uec_code_compat and ec.uec_explore_keep != "positive":
+        p.append(f"entropy_control.uec_explore_keep={ec.uec_explore_keep!r}: uec_code_compat=true keeps exploration "
+                 f"samples by the code's |A| > uec_adv_threshold; leave uec_explore_keep at 'positive'")
+    if ec.controller == "uec_rl" and ec.uec_code_compat and c.learner.old_logprob_source == "rollout":
+        p.append("entropy_control.uec_code_compat=true scores exploration samples at rollout.temperature, so vLLM's "
+                 "log-probs (drawn at uec_extra_temperature) cannot be their old log-probs: set "
+                 "learner.old_logprob_source=learner")
+    return p + _hora_problems(c)
+
+
+def _hora_problems(c: Config) -> list[str]:
+    ec, p = c.entropy_control, []
+    if ec.hora_n_probe < 2:  # a prompt allocated nothing trains on its probe alone; one sample has no advantage
+        p.append(f"entropy_control.hora_n_probe={ec.hora_n_probe}: must be >= 2")
+    if ec.hora_budget is not None:
+        p += _positive("entropy_control.hora_budget", ec.hora_budget, allow_zero=True)
+    if ec.hora_max_per_prompt is not None:
+        p += _positive("entropy_control.hora_max_per_prompt", ec.hora_max_per_prompt)
+    p += _one_of("entropy_control.hora_utility", ec.hora_utility, {"hit", "unsolved_hit"})  # rlsys.algo.hora
+    G = c.rollout.samples_per_prompt
+    if ec.controller == "hora" and ec.hora_budget is None and ec.hora_n_probe > G:
+        p.append(f"entropy_control.hora_n_probe={ec.hora_n_probe}: must be <= rollout.samples_per_prompt={G} "
+                 f"while entropy_control.hora_budget is unset (its default P * (G - n_probe) would be < 0)")
     return p
 
 
@@ -424,6 +484,17 @@ def _coerce(key: str, text: Any, annotation) -> Any:
         if not isinstance(items, (list, tuple)):
             items = [items]
         return tuple(_coerce(key, x, args[0]) for x in items)
+    if origin is dict:
+        mapping = yaml.safe_load(text) if isinstance(text, str) else text
+        if mapping is None:
+            return {}
+        if not isinstance(mapping, dict):
+            raise ConfigError(f"{key}={text!r}: expected a mapping, e.g. {{name: 1}}")
+        return {str(k): _coerce(f"{key}.{k}", v, args[1]) for k, v in mapping.items()}
+    if origin is Literal:
+        if text not in args:
+            raise ConfigError(f"{key}={text!r}: must be one of {list(args)}")
+        return text
     if annotation is bool:
         if isinstance(text, bool):
             return text

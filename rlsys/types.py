@@ -45,7 +45,7 @@ class SamplingRequest:
     n: int
     temperature: float
     seed: int
-    source: str = "regular"  # "regular" | "explore" (UEC-RL's second pass)
+    source: str = "regular"  # "regular" (HORA's second pass too) | "explore" (UEC-RL's second pass)
 
 
 @dataclass(frozen=True)
@@ -136,12 +136,19 @@ class ControlDirectives:
     policy_version: int
     prompt_ids: tuple[str, ...]
     entropy_coef: tuple[float, ...]  # lambda_q, applied to every token of the prompt's samples
-    extra_samples: tuple[int, ...] = ()  # UEC-RL second-pass samples per prompt (empty = none)
+    extra_samples: tuple[int, ...] = ()  # second-pass samples per prompt, UEC-RL or HORA (empty = none)
     temperature: tuple[float, ...] = ()  # second-pass temperature per prompt
-    keep_rule_regular: str = "all"  # all | nonzero_adv | positive_only | abs_gt:X
+    # True (HORA): the second-pass samples join their prompt's regular group (source "regular", one group
+    # per prompt); False (UEC-RL): they form their own "explore" group.
+    extra_joins_group: bool = False
+    extra_budget: int = 0  # HORA: second-pass samples the controller could allocate this step (>= sum extra_samples)
+    keep_rule_regular: str = "all"  # all | nonzero_adv | positive_only | nonnegative | abs_gt:X
     keep_rule_explore: str = "all"
+    drop_overlong_positive: bool = False  # also drop truncated samples with A > 0 (UEC-RL code-compat)
+    explore_score_temperature: Optional[float] = None  # learner's temperature for explore samples; None: drawn at
     drop_degenerate_groups: bool = False
     replay_admit_rule: str = "none"  # none | positive_gt:X | abs_gt:X
+    replay_learner_logprobs: bool = False  # replay with the learner's old log-probs of the first training pass
     replay_now: bool = False
     globals: dict[str, float] = field(default_factory=dict)  # e.g. coef_global, entropy_target
 

@@ -6,14 +6,15 @@ torch (and numpy) only: nothing here imports ray, vllm, deepspeed or rlsys.confi
 from rlsys.algo.advantages import ADV_MODES, compute_advantages, group_mean_std
 from rlsys.algo.aggregate import AGG_MODES, aggregate, masked_global_sum
 from rlsys.algo.entropy import entropy_from_logits, logp_and_entropy_chunked, logp_and_entropy_from_logits
-from rlsys.algo.hora import greedy_allocate, hit_utility
+from rlsys.algo.hora import HORA_UTILITIES, greedy_allocate, hit_utility, unsolved_hit_utility
 from rlsys.algo.loss import LossSpec, clipped_surrogate, k3_kl, policy_loss, token_covariance
 from rlsys.algo.shaping import (fill_informative, informative_groups, keep_mask, overlong_penalty,
-                                replay_admit_mask)
+                                overlong_positive_mask, replay_admit_mask)
 
 __all__ = [
-    "ADV_MODES", "AGG_MODES", "LossSpec", "aggregate", "clipped_surrogate", "compute_advantages",
+    "ADV_MODES", "AGG_MODES", "HORA_UTILITIES", "LossSpec", "aggregate", "clipped_surrogate", "compute_advantages",
     "entropy_from_logits", "fill_informative", "greedy_allocate", "group_mean_std", "hit_utility",
     "informative_groups", "k3_kl", "keep_mask", "logp_and_entropy_chunked", "logp_and_entropy_from_logits",
-    "masked_global_sum", "overlong_penalty", "policy_loss", "replay_admit_mask", "token_covariance",
+    "masked_global_sum", "overlong_penalty", "overlong_positive_mask", "policy_loss", "replay_admit_mask", "token_covariance",
+    "unsolved_hit_utility",
 ]

@@ -2,12 +2,13 @@
 (docs/algorithms.md#dapo), UEC-RL keep rules and replay admission (docs/algorithms.md#uec_rl, #directives).
 
 Rules are strings (as carried by ``ControlDirectives``): keep ``all | nonzero_adv | positive_only |
-abs_gt:X``, replay ``none | positive_gt:X | abs_gt:X``. Pure torch/Python: must not import ray,
+nonnegative | abs_gt:X``, replay ``none | positive_gt:X | abs_gt:X``. Pure torch/Python: must not import ray,
 vllm, deepspeed or rlsys.config.
 
 Deliberate choices and departures:
-- [C] ``positive_only`` keeps A > 0, where the UEC-RL paper says A >= 0: the two differ only on
-  samples with A = 0 (degenerate groups), which carry no policy gradient.
+- [C] UEC-RL's paper keeps exploration samples with A >= 0 (``nonnegative``); rlsys's default is
+  ``positive_only`` (A > 0). They differ only on samples with A = 0 (degenerate groups): no policy
+  gradient, but they count in token_mean's N and take room in UEC-RL's batch buffer.
 - ``nonzero_adv`` tests A != 0 exactly (our advantages are exactly 0 on degenerate groups); the
   authors' code uses |A| > 0.05, available as ``abs_gt:0.05``.
 - ``overlong_penalty`` with cache_len = 0 is "off" (all zeros), matching the config's 0 = off.
@@ -18,7 +19,7 @@ from typing import Callable, Sequence, TypeVar
 
 import torch
 
-KEEP_RULES = ("all", "nonzero_adv", "positive_only", "abs_gt:X")
+KEEP_RULES = ("all", "nonzero_adv", "positive_only", "nonnegative", "abs_gt:X")
 REPLAY_RULES = ("none", "positive_gt:X", "abs_gt:X")
 Group = TypeVar("Group")
 
@@ -78,7 +79,8 @@ def _parse_rule(rule: str, allowed: tuple[str, ...]) -> tuple[str, float]:
 def keep_mask(adv_B: torch.Tensor, rule: str) -> torch.Tensor:
     """Which samples go into the train batch. Bool [B].
 
-    ``all``; ``nonzero_adv`` (A != 0); ``positive_only`` (A > 0); ``abs_gt:X`` (|A| > X).
+    ``all``; ``nonzero_adv`` (A != 0); ``positive_only`` (A > 0); ``nonnegative`` (A >= 0);
+    ``abs_gt:X`` (|A| > X).
     """
     name, x = _parse_rule(rule, KEEP_RULES)
     if name == "all":
@@ -87,7 +89,14 @@ def keep_mask(adv_B: torch.Tensor, rule: str) -> torch.Tensor:
         return adv_B != 0
     if name == "positive_only":
         return adv_B > 0
+    if name == "nonnegative":
+        return adv_B >= 0
     return adv_B.abs() > x
+
+
+def overlong_positive_mask(adv_B: torch.Tensor, truncated_B: torch.Tensor) -> torch.Tensor:
+    """UEC-RL's code-only filter: True for truncated responses with A > 0 (these are dropped). Bool [B]."""
+    return truncated_B.to(torch.bool) & (adv_B > 0)
 
 
 def replay_admit_mask(adv_B: torch.Tensor, rule: str) -> torch.Tensor:

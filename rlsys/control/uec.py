@@ -6,14 +6,18 @@ samples (docs/algorithms.md#uec_rl). This module only decides; the keep/admit ma
 ``rlsys.algo.shaping`` from the rule strings emitted here. Must not import ray, vllm or deepspeed.
 
 Paper vs code (docs/algorithms.md#uec_rl), selected by ``uec_code_compat``:
-  rule               paper (default)        authors' code
-  keep regular       nonzero_adv            abs_gt:0.05
-  keep explore       positive_only          abs_gt:A_0   (A_0 = uec_adv_threshold, 1 in the code)
-  replay admission   positive_gt:A_0        abs_gt:A_0
-The switch changes only these three rules. The authors' code's other behaviours are not reproduced
-by it (hard-coded upper clip, overlong-positive filter, log-probs at T = 1.0 for every sample), and
-replay always uses stale old log-probs (vLLM's, from sampling time), under both settings; see
-docs/algorithms.md#uec_rl, "not implemented yet".
+  rule                         paper (default)                  authors' code
+  keep regular                 nonzero_adv                      abs_gt:0.05
+  keep explore                 positive_only | nonnegative [C]  abs_gt:A_0   (A_0 = uec_adv_threshold, 1 in the code)
+                               (uec_explore_keep)
+  replay admission             positive_gt:A_0                  abs_gt:A_0
+  truncated samples with A > 0 kept                             dropped (drop_overlong_positive)
+  learner's temperature for    T' (drawn at)                    T, the regular one (explore_score_temperature)
+  exploration samples
+  replay's old log-probs       vLLM's, from sampling            the learner's, from the first training pass
+                                                                (replay_learner_logprobs)
+The hard-coded upper clip of the code is not reproduced (``algo.eps_high`` applies). The batch
+buffer (``uec_batch_buffer``) is a driver stage, not a directive: rlsys/orchestration/batching.py.
 ``replay_now`` counts training steps (observe() calls, 0-based): step k > 0 with
 k % uec_replay_every == 0. The replay stage (rlsys/orchestration/sampling.py) still checks the buffer
 holds >= P*G items.
@@ -27,12 +31,17 @@ from rlsys.types import ControlDirectives, LearnerStats, PromptStats
 CODE_COMPAT_REGULAR_ABS_THRESHOLD = 0.05  # EFRame @173b698: regular samples kept iff |A| > 0.05
 
 
-def uec_rules(code_compat: bool, adv_threshold: float) -> tuple[str, str, str]:
-    """(keep_rule_regular, keep_rule_explore, replay_admit_rule) in rlsys.algo.shaping's vocabulary."""
+EXPLORE_KEEP_RULES = {"positive": "positive_only", "nonnegative": "nonnegative"}  # uec_explore_keep -> keep rule
+
+
+def uec_rules(code_compat: bool, adv_threshold: float, explore_keep: str = "positive") -> tuple[str, str, str]:
+    """(keep_rule_regular, keep_rule_explore, replay_admit_rule) in rlsys.algo.shaping's vocabulary.
+
+    ``explore_keep`` (uec_explore_keep) picks the paper's exploration rule; code-compat replaces it."""
     a0 = format_threshold(adv_threshold)
     if code_compat:
         return f"abs_gt:{format_threshold(CODE_COMPAT_REGULAR_ABS_THRESHOLD)}", f"abs_gt:{a0}", f"abs_gt:{a0}"
-    return "nonzero_adv", "positive_only", f"positive_gt:{a0}"
+    return "nonzero_adv", EXPLORE_KEEP_RULES[explore_keep], f"positive_gt:{a0}"
 
 
 class UECController(PlainStateMixin):
@@ -47,7 +56,8 @@ class UECController(PlainStateMixin):
         self.extra_n, self.extra_temperature = int(cfg.uec_extra_samples), float(cfg.uec_extra_temperature)
         self.regular_temperature = float(regular_temperature)
         self.replay_every = int(cfg.uec_replay_every)
-        self.rules = uec_rules(cfg.uec_code_compat, cfg.uec_adv_threshold)
+        self.rules = uec_rules(cfg.uec_code_compat, cfg.uec_adv_threshold, cfg.uec_explore_keep)
+        self.code_compat = bool(cfg.uec_code_compat)
         self.replay_unit = samples_per_prompt * prompts_per_step  # P*G
         self.replay_capacity = int(round(cfg.uec_replay_size * self.replay_unit))  # s'
         self.step = 0  # index of the next training step
@@ -66,6 +76,8 @@ class UECController(PlainStateMixin):
             temperature=tuple(self.extra_temperature if h else self.regular_temperature for h in hard),
             keep_rule_regular=regular, keep_rule_explore=explore, replay_admit_rule=admit,
             replay_now=self.replay_due(self.step),
+            drop_overlong_positive=self.code_compat, replay_learner_logprobs=self.code_compat,
+            explore_score_temperature=self.regular_temperature if self.code_compat else None,
         )
         self.step += 1
         return directives

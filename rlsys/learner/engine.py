@@ -108,7 +108,28 @@ class Learner:
         self.setup_seconds = time.perf_counter() - start
 
     def _load_lm(self) -> torch.nn.Module:
-        return AutoModelForCausalLM.from_pretrained(self.model_path, dtype=DTYPES[self.dtype])
+        """The HF model. Under ZeRO-3 it is built already partitioned (transformers runs the build in
+        ``deepspeed.zero.Init`` while an ``HfDeepSpeedConfig`` of stage 3 is alive, and loads each
+        rank's shard of the checkpoint), so no rank ever holds the whole model: one larger than a
+        rank's memory loads. The HfDeepSpeedConfig is dropped right after: transformers keeps it as
+        process-wide state, and any later model build in the process would be partitioned too."""
+        if self.cfg.zero_stage != 3:
+            return AutoModelForCausalLM.from_pretrained(self.model_path, dtype=DTYPES[self.dtype])
+        from transformers.integrations import HfDeepSpeedConfig
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+        zero3 = HfDeepSpeedConfig(self._ds_config(train=True))  # noqa: F841 - alive while the model is built
+        try:
+            return AutoModelForCausalLM.from_pretrained(self.model_path, dtype=DTYPES[self.dtype])
+        finally:
+            unset_hf_deepspeed_config()
+
+    def param_bytes(self) -> int:
+        """Bytes of model parameters this rank holds: its partitions under ZeRO-3, everything under ZeRO-2."""
+        params = list(self.engine.module.parameters())
+        if self.cfg.zero_stage == 3:
+            return sum(p.ds_tensor.numel() * p.ds_tensor.element_size() for p in params)
+        return sum(p.numel() * p.element_size() for p in params)
 
     def _ds_config(self, train: bool) -> dict:
         stage = self.cfg.zero_stage

@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from rlsys.types import ControlDirectives, RolloutBatch, ScoredBatch
+from rlsys.types import ControlDirectives, GroupStats, RolloutBatch, ScoredBatch
 
 # Difficulty buckets of the group accuracy p (docs/algorithms.md#metrics), in order.
 P_BUCKETS = ("p=0", "0<p<=.25", ".25<p<=.5", ".5<p<1", "p=1")
@@ -180,6 +180,30 @@ def sampler_metrics(directives: ControlDirectives, explore: Optional[ScoredBatch
         hit = {s.prompt_id for s, r in zip(explore.rollout.samples, explore.results) if is_correct(r.score)}
         out["sampler/extra_hit_rate"] = sum(pid in hit for pid, _ in extra) / len(extra)
     return out
+
+
+def hora_metrics(directives: ControlDirectives, probe_groups: Sequence[GroupStats]) -> dict[str, float]:
+    """HORA's allocation (nothing unless the directives' extra samples join their prompt's group):
+    hora/budget (extra samples the controller could allocate), hora/budget_used (extra samples it
+    allocated), hora/prompts_allocated (prompts given >= 1 extra sample), hora/samples_per_prompt_mean,
+    hora/samples_per_prompt_min, hora/samples_per_prompt_max (probe + extra samples per prompt), and
+    hora/samples/<bucket>: probe + extra samples of the prompts whose probe accuracy falls in that
+    P_BUCKETS bucket (counts, also when 0)."""
+    if not directives.extra_joins_group:
+        return {}
+    extra_by_prompt = dict(zip(directives.prompt_ids, directives.extra_samples))
+    total = {g.prompt_id: g.n + extra_by_prompt.get(g.prompt_id, 0) for g in probe_groups}
+    out = {"hora/budget": float(directives.extra_budget), "hora/budget_used": float(sum(directives.extra_samples)),
+           "hora/prompts_allocated": float(sum(n > 0 for n in directives.extra_samples))}
+    if total:
+        out |= {"hora/samples_per_prompt_mean": float(np.mean(list(total.values()))),
+                "hora/samples_per_prompt_min": float(min(total.values())),
+                "hora/samples_per_prompt_max": float(max(total.values()))}
+    per_bucket = {b: 0 for b in P_BUCKETS}
+    for g in probe_groups:
+        if g.n > 0:
+            per_bucket[p_bucket(g.n_correct / g.n)] += total[g.prompt_id]
+    return out | {f"hora/samples/{b}": float(c) for b, c in per_bucket.items()}
 
 
 def filter_metrics(samples: Sequence, kept_B) -> dict[str, float]:

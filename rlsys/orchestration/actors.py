@@ -6,6 +6,7 @@ actor). Every remote call goes through a named, typed method here; no method-nam
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -23,11 +24,15 @@ from rlsys.types import (ControlDirectives, LearnerStats, PromptStats, RolloutBa
 CONTROLLER_NAME = "entropy_controller"
 
 
-def _options(num_cpus: float, num_gpus: float = 0.0, extra_env: Optional[dict] = None, max_restarts: int = 0) -> dict:
+def _options(num_cpus: float, num_gpus: float = 0.0, extra_env: Optional[dict] = None, max_restarts: int = 0,
+             resources: Optional[dict] = None, scheduling_strategy=None) -> dict:
     env = actor_env() | (extra_env or {})
     # max_task_retries=0: the groups below retry a dead actor's call themselves, after re-syncing it.
-    return {"num_cpus": num_cpus, "num_gpus": num_gpus, "runtime_env": {"env_vars": env},
-            "max_restarts": max_restarts, "max_task_retries": 0}
+    options = {"num_cpus": num_cpus, "num_gpus": num_gpus, "runtime_env": {"env_vars": env},
+               "max_restarts": max_restarts, "max_task_retries": 0, "resources": dict(resources or {})}
+    if scheduling_strategy is not None:
+        options["scheduling_strategy"] = scheduling_strategy
+    return options
 
 
 def get_all(refs: list, names: list[str], timeout_s: Optional[float] = None) -> list:
@@ -127,6 +132,9 @@ def _rollout_actor_class():
         def pid(self) -> int:
             return os.getpid()
 
+        def __repr__(self) -> str:  # the actor's name in the Ray dashboard and in its log lines
+            return f"rollout-{self.worker_index}"
+
     return ray.remote(RolloutWorker)
 
 
@@ -141,7 +149,7 @@ class RolloutGroup:
     def __init__(self, cfg: RolloutConfig, model_path: str, dtype: str, restart_timeout_s: float = 600.0):
         env = {"VLLM_CPU_KVCACHE_SPACE": str(cfg.kv_cache_space_gb)}
         Engine = _rollout_actor_class()
-        options = _options(cfg.num_cpus_per_worker, cfg.num_gpus_per_worker, env, cfg.max_restarts)
+        options = _options(cfg.num_cpus_per_worker, cfg.num_gpus_per_worker, env, cfg.max_restarts, cfg.resources)
         self.workers = [Engine.options(**options).remote(cfg, model_path, i, dtype) for i in range(cfg.num_workers)]
         self.restarter = Restarter("rollout", cfg.max_restarts, restart_timeout_s)
         self._weights: Optional[tuple] = None  # (ObjectRef of the last pushed weights, its policy version)
@@ -217,6 +225,13 @@ def _learner_actor_class():
     class LearnerRank(Learner):
         """A learner rank plus the one thing only an actor knows: where it runs."""
 
+        def __init__(self, index: int, *args):
+            super().__init__(*args)
+            self.index = index
+
+        def __repr__(self) -> str:  # the actor's name in the Ray dashboard and in its log lines
+            return f"learner-rank-{self.index}"
+
         def rendezvous_address(self) -> tuple[str, int]:
             with socket.socket() as s:
                 s.bind(("", 0))
@@ -239,9 +254,11 @@ class LearnerGroup:
                  start_timeout_s: float = 600.0):
         Rank = _learner_actor_class()
         env = {"DS_ACCELERATOR": "cpu"} if cfg.num_gpus_per_rank == 0 else {}
-        self.ranks = [Rank.options(**_options(cfg.num_cpus_per_rank, cfg.num_gpus_per_rank, env))
-                      .remote(cfg, model_path, loss_spec, dtype) for _ in range(cfg.num_ranks)]
         self.names = [f"learner-rank-{i}" for i in range(cfg.num_ranks)]
+        self.placement_group = _placement_group(cfg, self.names, start_timeout_s)
+        self.ranks = [Rank.options(**_options(cfg.num_cpus_per_rank, cfg.num_gpus_per_rank, env, resources=cfg.resources,
+                                              scheduling_strategy=self._strategy(i)))
+                      .remote(i, cfg, model_path, loss_spec, dtype) for i in range(cfg.num_ranks)]
         try:
             get_all([r.__ray_ready__.remote() for r in self.ranks], self.names, timeout_s=start_timeout_s)
         except WorkerDied:
@@ -290,6 +307,10 @@ class LearnerGroup:
         """Process id of every rank (fault-injection tests kill them)."""
         return get_all([r.pid.remote() for r in self.ranks], self.names)
 
+    def param_bytes(self) -> list[int]:
+        """Bytes of model parameters each rank holds (its partitions under ZeRO-3)."""
+        return get_all([r.param_bytes.remote() for r in self.ranks], self.names)
+
     def full_state_dict_ref(self) -> "ray.ObjectRef":
         """Safetensors bytes of the full weights, left in the object store (rank 0's result).
 
@@ -308,9 +329,37 @@ class LearnerGroup:
         get_all([r.load_checkpoint.remote(path) for r in self.ranks], self.names)
         self.set_policy_version(policy_version)
 
+    def _strategy(self, index: int):
+        if self.placement_group is None:
+            return None
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        return PlacementGroupSchedulingStrategy(self.placement_group, placement_group_bundle_index=index)
+
     def shutdown(self) -> None:
         for r in self.ranks:
             ray.kill(r)
+        if self.placement_group is not None:
+            ray.util.remove_placement_group(self.placement_group)
+            self.placement_group = None
+
+
+def _placement_group(cfg: LearnerConfig, names: list[str], timeout_s: float):
+    """The ranks' placement group (``learner.placement``: one bundle per rank, PACK keeps them on as few
+    nodes as possible, SPREAD across nodes), reserved before any rank starts; None for ``none``."""
+    if cfg.placement == "none":
+        return None
+    bundle = {"CPU": cfg.num_cpus_per_rank, "GPU": cfg.num_gpus_per_rank, **cfg.resources}
+    bundle = {k: v for k, v in bundle.items() if v > 0} or {"CPU": 0.001}  # Ray refuses empty bundles
+    pg = ray.util.placement_group([dict(bundle) for _ in names], strategy=cfg.placement.upper())
+    ready, _ = ray.wait([pg.ready()], timeout=timeout_s)
+    if not ready:
+        ray.util.remove_placement_group(pg)
+        raise WorkerDied(f"{', '.join(names)} not started within {timeout_s:g} s (cluster.actor_start_timeout_s); "
+                         f"resources free in the cluster now: {_resources(ray.available_resources())}; their "
+                         f"placement group asked for {len(names)} x {_resources(bundle)} "
+                         f"(learner.placement={cfg.placement})")
+    return pg
 
 
 def merge_learner_stats(per_rank: list[LearnerStats]) -> LearnerStats:
@@ -328,37 +377,85 @@ def merge_learner_stats(per_rank: list[LearnerStats]) -> LearnerStats:
 # ---------------------------------------------------------------- reward
 
 class RewardClient:
-    """The reward/verifier service actor (a pool of grading processes inside). A crashed service
-    actor is restarted by Ray (``reward.max_restarts``) and the batch is graded again."""
+    """``reward.num_actors`` reward/verifier service actors (a pool of grading processes in each); a
+    batch is split over them by prompt and graded concurrently. A crashed service actor is restarted
+    by Ray (``reward.max_restarts``) and its share of the batch is graded again."""
 
     def __init__(self, cfg: RewardConfig, restart_timeout_s: float = 600.0):
         from rlsys.reward.service import RewardService
 
         class RewardActor(RewardService):
+            def __init__(self, index: int, *args):
+                super().__init__(*args)
+                self.index = index
+
             def pid(self) -> int:
                 return os.getpid()
 
+            def __repr__(self) -> str:  # the actor's name in the Ray dashboard and in its log lines
+                return f"reward-{self.index}"
+
         Service = ray.remote(RewardActor)
-        self.actor = Service.options(**_options(cfg.num_cpus, max_restarts=cfg.max_restarts)).remote(
-            cfg.num_workers, cfg.timeout_s, cfg.verifier_paths)
+        options = _options(cfg.num_cpus, max_restarts=cfg.max_restarts, resources=cfg.resources)
+        self.actors = [Service.options(**options).remote(i, cfg.num_workers, cfg.timeout_s, cfg.verifier_paths)
+                       for i in range(cfg.num_actors)]
         self.restarter = Restarter("reward", cfg.max_restarts, restart_timeout_s)
 
     def score(self, rollout: RolloutBatch) -> ScoredBatch:
-        return self.restarter.call(self.actor, 0, lambda a: a.score.remote(rollout))
+        """Grade the batch, the prompts split evenly over the actors (a prompt's samples stay together)."""
+        shards, positions = split_by_prompt(rollout, len(self.actors))
+        refs = [a.score.remote(part) for a, part in zip(self.actors, shards)]  # all actors grade at once
+        scored = [self._get_or_recover(i, ref, lambda a, part=part: a.score.remote(part))
+                  for i, (ref, part) in enumerate(zip(refs, shards))]
+        return join_scored(rollout, positions, scored)
 
-    def pid(self) -> int:
-        return self.restarter.call(self.actor, 0, lambda a: a.pid.remote())
+    def _get_or_recover(self, index: int, first_ref, resubmit):
+        sent = [first_ref]
+        return self.restarter.call(self.actors[index], index, lambda a: sent.pop() if sent else resubmit(a))
 
-    def worker_pids(self) -> list[int]:
-        """Process ids of the grading processes inside the service (fault-injection tests kill them)."""
-        return self.restarter.call(self.actor, 0, lambda a: a.worker_pids.remote())
+    def pid(self, index: int = 0) -> int:
+        return self.restarter.call(self.actors[index], index, lambda a: a.pid.remote())
+
+    def worker_pids(self, index: int = 0) -> list[int]:
+        """Process ids of the grading processes inside service ``index`` (fault-injection tests kill them)."""
+        return self.restarter.call(self.actors[index], index, lambda a: a.worker_pids.remote())
 
     def shutdown(self) -> None:
-        try:
-            ray.get(self.actor.close.remote(), timeout=30)
-        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-            pass  # dead or stuck: the kill below ends it either way
-        ray.kill(self.actor)
+        for actor in self.actors:
+            try:
+                ray.get(actor.close.remote(), timeout=30)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                pass  # dead or stuck: the kill below ends it either way
+            ray.kill(actor)
+
+
+def split_by_prompt(rollout: RolloutBatch, n: int) -> tuple[list[RolloutBatch], list[list[int]]]:
+    """(``n`` batches, fewer when there are fewer prompts, each with a contiguous share of the prompts
+    and all of their samples in the original order; the positions of each batch's samples in ``rollout``)."""
+    ids = list(dict.fromkeys([p.prompt_id for p in rollout.prompts] + [s.prompt_id for s in rollout.samples]))
+    n = max(1, min(n, len(ids)))
+    share = {pid: i * n // len(ids) for i, pid in enumerate(ids)}
+    positions = [[i for i, s in enumerate(rollout.samples) if share[s.prompt_id] == k] for k in range(n)]
+    batches = [dataclasses.replace(rollout, prompts=tuple(p for p in rollout.prompts if share[p.prompt_id] == k),
+                                   samples=tuple(rollout.samples[i] for i in positions[k])) for k in range(n)]
+    return batches, positions
+
+
+def join_scored(rollout: RolloutBatch, positions: list[list[int]], scored: list[ScoredBatch]) -> ScoredBatch:
+    """One ScoredBatch of ``rollout`` from its shards' (``split_by_prompt``) results: results in the
+    batch's sample order, groups in order of first appearance (as one service gives them), the slowest
+    shard's grading time."""
+    if len(scored) == 1:
+        return dataclasses.replace(scored[0], rollout=rollout)
+    results: list = [None] * len(rollout.samples)
+    for where, done in zip(positions, scored):
+        for i, r in zip(where, done.results, strict=True):
+            results[i] = r
+    group_of = {g.prompt_id: g for done in scored for g in done.groups}
+    order = dict.fromkeys(s.prompt_id for s in rollout.samples)
+    return ScoredBatch(rollout=rollout, results=tuple(results), groups=tuple(group_of[pid] for pid in order),
+                       policy_version=rollout.policy_version, grade_seconds=max(d.grade_seconds for d in scored),
+                       timeout_count=sum(d.timeout_count for d in scored))
 
 
 # ---------------------------------------------------------------- entropy controller

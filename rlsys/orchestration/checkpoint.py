@@ -33,6 +33,7 @@ class RunState:
     entropy_memory: dict
     replay: dict
     eval_before: dict = field(default_factory=dict)
+    batch_buffer: dict = field(default_factory=dict)  # UEC-RL's batch buffer ({} when off)
 
 
 def checkpoints_dir(run_dir: str | Path) -> Path:
@@ -90,6 +91,7 @@ RESUME_MAY_CHANGE = frozenset({
     "model.cache_dir",
     "rollout.num_workers", "rollout.num_cpus_per_worker", "rollout.num_gpus_per_worker", "rollout.max_restarts",
     "rollout.gpu_memory_utilization", "rollout.kv_cache_space_gb",
+    "rollout.resources", "reward.num_actors", "reward.resources", "learner.resources", "learner.placement",
     "reward.num_workers", "reward.timeout_s", "reward.num_cpus", "reward.max_restarts",
     "learner.num_cpus_per_rank", "learner.num_gpus_per_rank",
 })
@@ -166,10 +168,11 @@ def load(path: Path, learner) -> RunState:
 
 class Checkpointer:
     """Saves and restores a running loop's state: the learner group, the controller actor, the
-    prompt stream, the per-prompt entropy memory and the replay stage."""
+    prompt stream, the per-prompt entropy memory, the replay stage and the batch stage."""
 
-    def __init__(self, trainer: TrainerConfig, workers, stream, memory, replay):
+    def __init__(self, trainer: TrainerConfig, workers, stream, memory, replay, batches):
         self.trainer, self.w, self.stream, self.memory, self.replay = trainer, workers, stream, memory, replay
+        self.batches = batches
         self.eval_before: dict = {}
 
     def restore(self, path: Optional[Path]) -> int:
@@ -181,6 +184,7 @@ class Checkpointer:
         self.stream.load_state_dict(state.stream)
         self.memory.by_prompt = dict(state.entropy_memory)
         self.replay.load_state_dict(state.replay)
+        self.batches.load_state_dict(state.batch_buffer)
         self.eval_before = state.eval_before
         print(f"[rlsys] resumed from {path} (step {state.step}, policy version {state.policy_version})", flush=True)
         return state.step
@@ -192,7 +196,8 @@ class Checkpointer:
             return None
         state = RunState(step=steps_done, policy_version=policy_version, controller=self.w.controller.state_dict(),
                          stream=self.stream.state_dict(), entropy_memory=dict(self.memory.by_prompt),
-                         replay=self.replay.state_dict(), eval_before=self.eval_before)
+                         replay=self.replay.state_dict(), eval_before=self.eval_before,
+                         batch_buffer=self.batches.state_dict())
         path = save(self.trainer.run_dir, state, self.w.learner)
         prune(self.trainer.run_dir, self.trainer.keep_checkpoints)
         return path

@@ -30,7 +30,7 @@ def actor_env() -> dict[str, str]:
 def cpus_needed(cfg: Config) -> float:
     """Ray CPUs the config's actors reserve (the controller actor reserves none)."""
     return (cfg.rollout.num_workers * cfg.rollout.num_cpus_per_worker
-            + cfg.learner.num_ranks * cfg.learner.num_cpus_per_rank + cfg.reward.num_cpus)
+            + cfg.learner.num_ranks * cfg.learner.num_cpus_per_rank + cfg.reward.num_actors * cfg.reward.num_cpus)
 
 
 def ray_address(cfg: Config) -> tuple[Optional[str], str]:
@@ -76,7 +76,7 @@ def _cpus_keys(cfg: Config) -> str:
     r, lr = cfg.rollout, cfg.learner
     return (f"rollout.num_workers={r.num_workers} x rollout.num_cpus_per_worker={r.num_cpus_per_worker:g} + "
             f"learner.num_ranks={lr.num_ranks} x learner.num_cpus_per_rank={lr.num_cpus_per_rank:g} + "
-            f"reward.num_cpus={cfg.reward.num_cpus:g}")
+            f"reward.num_actors={cfg.reward.num_actors} x reward.num_cpus={cfg.reward.num_cpus:g}")
 
 
 def address_host_port(address: str) -> Optional[tuple[str, int]]:
@@ -161,6 +161,25 @@ def check_resources(cfg: Config) -> None:
             f"the cluster has {total.get('GPU', 0):g} GPUs but the config asks for {need_gpu:g} "
             f"(rollout.num_workers={r.num_workers} x rollout.num_gpus_per_worker={r.num_gpus_per_worker:g} + "
             f"learner.num_ranks={lr.num_ranks} x learner.num_gpus_per_rank={lr.num_gpus_per_rank:g})")
+    short = [f"{name}: the cluster has {total.get(name, 0):g}, the config asks for {need:g} ({keys})"
+             for name, (need, keys) in custom_resources_needed(cfg).items() if total.get(name, 0) < need]
+    if short:
+        raise ConfigError("custom Ray resources missing: " + "; ".join(short) + " (start nodes with "
+                          "`ray start --resources '{\"NAME\": N}'`, or change the role's resources key)")
+
+
+def custom_resources_needed(cfg: Config) -> dict[str, tuple[float, str]]:
+    """Per custom resource name: (total the actors ask for, the keys that make it)."""
+    roles = (("rollout.num_workers", cfg.rollout.num_workers, "rollout.resources", cfg.rollout.resources),
+             ("reward.num_actors", cfg.reward.num_actors, "reward.resources", cfg.reward.resources),
+             ("learner.num_ranks", cfg.learner.num_ranks, "learner.resources", cfg.learner.resources))
+    need: dict[str, tuple[float, list[str]]] = {}
+    for count_key, count, key, resources in roles:
+        for name, amount in resources.items():
+            total, keys = need.setdefault(name, (0.0, []))
+            keys.append(f"{count_key}={count} x {key}.{name}={amount:g}")
+            need[name] = (total + count * amount, keys)
+    return {name: (total, " + ".join(keys)) for name, (total, keys) in need.items()}
 
 
 def shutdown() -> None:

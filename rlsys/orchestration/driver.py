@@ -17,8 +17,8 @@ from rlsys.algo.batch import AdvantageSpec, assemble
 from rlsys.algo.loss import LossSpec
 from rlsys.config import Config
 from rlsys.types import LearnerStats
-from rlsys.metrics.compute import (advantage_metrics, coef_metrics, entropy_metrics, filter_metrics, reward_metrics,
-                                   rollout_metrics, sampler_metrics)
+from rlsys.metrics.compute import (advantage_metrics, coef_metrics, entropy_metrics, filter_metrics, hora_metrics,
+                                   reward_metrics, rollout_metrics, sampler_metrics)
 from rlsys.metrics.logger import MetricsLogger
 from rlsys.metrics.plots import write_plots
 from rlsys.metrics.tensorboard import TensorBoardSink
@@ -27,6 +27,7 @@ from rlsys.orchestration import checkpoint, cluster
 from rlsys.orchestration.actors import ControllerClient, LearnerGroup, RewardClient, RolloutGroup
 from rlsys.orchestration.preflight import RunPlan, check_run
 from rlsys.orchestration.ray_metrics import RayMetricsSink
+from rlsys.orchestration.batching import BatchStage
 from rlsys.orchestration.sampling import RegularSampler, ReplayStage
 from rlsys.orchestration.stages import (EntropyMemory, SeedScope, difficulty_accuracy, eval_metrics,
                                         eval_requests, explore_requests, merge_scored, prompt_stats)
@@ -183,13 +184,15 @@ def run_loop(cfg: Config, w: Workers, stream, eval_prompts, resume_from: Optiona
     cfg.write(run_dir / "config.yaml")
     memory, spec = EntropyMemory(), advantage_spec(cfg)
     sampler = RegularSampler(stream, w.rollout, w.reward, cfg.rollout,
-                             (cfg.algo.dynamic_sampling, cfg.algo.dynamic_sampling_max_rounds))
+                             (cfg.algo.dynamic_sampling, cfg.algo.dynamic_sampling_max_rounds),
+                             regular_samples_per_prompt(cfg))
     replay = ReplayStage(*replay_sizes(cfg), seed=cfg.trainer.seed)
+    batches = BatchStage.from_config(cfg)
     use_rollout_logp = cfg.learner.old_logprob_source == "rollout"
-    saver = checkpoint.Checkpointer(cfg.trainer, w, stream, memory, replay)
+    saver = checkpoint.Checkpointer(cfg.trainer, w, stream, memory, replay, batches)
     start = saver.restore(resume_from)
     w.mark_restarts()
-    sinks = [RayMetricsSink()] + ([TensorBoardSink(run_dir / "tensorboard")] if cfg.trainer.tensorboard else [])
+    sinks = [RayMetricsSink(run=run_dir.name)] + ([TensorBoardSink(run_dir / "tensorboard")] if cfg.trainer.tensorboard else [])
     logger = MetricsLogger(run_dir / "metrics.jsonl", sinks=sinks,
                            resume_step=start if resume_from is not None else None,
                            total_steps=cfg.trainer.total_steps)
@@ -207,9 +210,10 @@ def run_loop(cfg: Config, w: Workers, stream, eval_prompts, resume_from: Optiona
             scored = merge_scored(scored, explore)
             t1 = time.perf_counter()
             assembled = assemble(scored, directives, spec, use_rollout_logp)
-            stats = learn(w, assembled, scored, memory)  # None when every sample was filtered out
-            admitted = replay.admit(scored, assembled, directives)
-            replayed = replay.maybe_replay(w.learner, directives, version)
+            trained = batches.take(assembled, version)
+            stats = learn(w, trained, memory)  # None when nothing is trained (filtered out, or left in the buffer)
+            admitted = replay.admit(trained, stats, directives)
+            replayed = replay.maybe_replay(w.learner, directives)  # also on a step without a regular update
             t2 = time.perf_counter()
             updated = stats is not None or replayed is not None
             version, sync = w.learner.push_weights(w.rollout) if updated else (version, {})
@@ -217,8 +221,10 @@ def run_loop(cfg: Config, w: Workers, stream, eval_prompts, resume_from: Optiona
             timing = {"perf/step_seconds": t3 - t0, "perf/rollout_seconds": scored.rollout.generate_seconds,
                       "perf/reward_seconds": scored.grade_seconds, "perf/learner_step_seconds": t2 - t1,
                       "perf/sync_seconds": t3 - t2} | sync
-            bad = logger.log(step, step_metrics(scored, assembled, directives, stats) | sampler_info | timing
-                             | sampler_metrics(directives, explore) | replay.metrics(admitted, replayed)
+            bad = logger.log(step, step_metrics(scored, assembled, directives, stats, trained) | sampler_info | timing
+                             | batches.metrics(assembled, trained, directives)
+                             | sampler_metrics(directives, explore) | hora_metrics(directives, scored.groups)
+                             | replay.metrics(admitted, replayed)
                              | w.restart_metrics())
             nonfinite.record(step, bad)
             if cfg.trainer.eval_every and (step + 1) % cfg.trainer.eval_every == 0 and step + 1 < cfg.trainer.total_steps:
@@ -250,19 +256,25 @@ def write_run_plots(run_dir: Path) -> None:
 
 
 def explore_pass(w: Workers, prompts, directives, version: int, scope: SeedScope):
-    """UEC-RL's second sampling pass (extra samples at T' for the prompts the controller named)."""
+    """The second sampling pass: the extra samples the controller named (UEC-RL's at T', HORA's allocation)."""
     extra = explore_requests(prompts, directives, scope)
     return w.reward.score(w.rollout.generate(extra, version)) if extra else None
 
 
-def learn(w: Workers, assembled, scored, memory: EntropyMemory) -> Optional[LearnerStats]:
-    """One learner update on the assembled batch, reported to the controller; None if the batch is empty."""
-    if assembled.batch.batch_size == 0:
+def learn(w: Workers, trained, memory: EntropyMemory) -> Optional[LearnerStats]:
+    """One learner update on the step's trained rows, reported to the controller; None if there are none."""
+    if trained.batch.batch_size == 0:
         return None
-    stats = w.learner.train_step(assembled.batch)
+    stats = w.learner.train_step(trained.batch)
     w.controller.record_learner_stats(stats)
-    memory.update(scored, stats)
+    memory.update({i: r.sample.prompt_id for i, r in trained.rows_by_index().items()}, stats)
     return stats
+
+
+def regular_samples_per_prompt(cfg: Config) -> int:
+    """Responses per prompt of the regular pass: G, or HORA's probe size (docs/algorithms.md#hora)."""
+    ec = cfg.entropy_control
+    return ec.hora_n_probe if ec.controller == "hora" else cfg.rollout.samples_per_prompt
 
 
 def replay_sizes(cfg: Config) -> tuple[int, int]:
@@ -280,17 +292,18 @@ def save_final_model(w: Workers, run_dir: Path) -> None:
     write_hf_model(ray.get(w.learner.full_state_dict_ref()), w.learner.model_path, run_dir / "final")
 
 
-def step_metrics(scored, assembled, directives, stats: Optional[LearnerStats]) -> dict[str, float]:
-    if stats is None:  # every sample was filtered out: no learner statistics this step
-        return reward_metrics(scored) | rollout_metrics(scored) | coef_metrics(directives) | {"filter/empty_batch": 1.0}
-    samples = scored.rollout.samples
-    p_by_prompt = {g.prompt_id: g.n_correct / g.n for g in scored.groups}
-    idx = list(stats.sample_index)
-    rewards = scored.rewards
+def step_metrics(scored, assembled, directives, stats: Optional[LearnerStats], trained) -> dict[str, float]:
+    """This step's sampling, advantages and filters; the learner's statistics of the ``trained`` rows
+    (with UEC-RL's batch buffer, these may have been sampled in earlier steps)."""
+    if stats is None:  # nothing to train on (all filtered out, or waiting in the batch buffer)
+        return (reward_metrics(scored) | rollout_metrics(scored) | coef_metrics(directives)
+                | filter_metrics(scored.rollout.samples, assembled.kept_B) | {"filter/empty_batch": 1.0})
+    rows = trained.rows_by_index()
+    rs = [rows[i] for i in stats.sample_index]
     return (reward_metrics(scored) | rollout_metrics(scored) | advantage_metrics(assembled.adv_B)
-            | coef_metrics(directives) | stats.scalars | filter_metrics(samples, assembled.kept_B)
+            | coef_metrics(directives) | stats.scalars | filter_metrics(scored.rollout.samples, assembled.kept_B)
             | {"entropy/bonus_term": -stats.scalars.get("learner/loss_entropy", 0.0)}
             | entropy_metrics(stats.entropy_token_mean_per_sample, stats.num_tokens_per_sample,
-                              [p_by_prompt.get(samples[i].prompt_id, 0.0) for i in idx],
-                              [rewards[i] >= 0.5 for i in idx], [samples[i].prompt_id for i in idx]))
+                              [r.group_accuracy for r in rs], [r.reward >= 0.5 for r in rs],
+                              [r.sample.prompt_id for r in rs]))
 

@@ -87,9 +87,9 @@ def check_eval(target: str, datasets: list[str], k: int, temperature: float, ove
     cfg, model_path = target_config(target, overrides)
     sources = {source: read_eval_source(cfg, source, model_path) for source in datasets or [cfg.data.source]}
     rollout = dataclasses.replace(cfg.rollout, num_workers=min(cfg.rollout.num_workers, 1))
-    cluster.check_cluster(cfg, (rollout.num_cpus_per_worker + cfg.reward.num_cpus,  # one engine, no learner
-                                f"rollout.num_cpus_per_worker={rollout.num_cpus_per_worker:g} + "
-                                f"reward.num_cpus={cfg.reward.num_cpus:g}"))
+    cluster.check_cluster(cfg, (rollout.num_cpus_per_worker + cfg.reward.num_actors * cfg.reward.num_cpus,  # no learner
+                                f"rollout.num_cpus_per_worker={rollout.num_cpus_per_worker:g} + reward.num_actors="
+                                f"{cfg.reward.num_actors} x reward.num_cpus={cfg.reward.num_cpus:g}"))
     model_path = model_path or resolve_model(cfg.model, seed=cfg.trainer.seed)
     tokenizer = load_tokenizer(model_path)
     prompts = {source: eval_prompts(data_cfg, rows, model_path, tokenizer, cfg.rollout)

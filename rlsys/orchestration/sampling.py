@@ -9,7 +9,7 @@ from typing import Optional
 
 import torch
 
-from rlsys.algo.batch import Assembled, pad_samples
+from rlsys.algo.batch import Trained, pad_rows
 from rlsys.algo.shaping import informative_groups, replay_admit_mask
 from rlsys.config import RolloutConfig
 from rlsys.control.replay import ReplayBuffer
@@ -27,16 +27,19 @@ def select_prompts(scored: ScoredBatch, keep_ids: set[str]) -> ScoredBatch:
 
 
 class RegularSampler:
-    """Draws P prompts, samples G responses each and grades them.
+    """Draws P prompts, samples G responses each (``samples_per_prompt`` when given: HORA's probe size)
+    and grades them.
 
     With ``dynamic_sampling`` groups whose samples are all right or all wrong are dropped and new
     prompts are drawn until P informative groups are collected or ``max_rounds`` rounds were spent
     (``sampler/dynamic_exhausted`` = 1 then, and the step trains on what it has).
     """
 
-    def __init__(self, stream, rollout, reward, cfg: RolloutConfig, dynamic: tuple[bool, int] = (False, 1)):
+    def __init__(self, stream, rollout, reward, cfg: RolloutConfig, dynamic: tuple[bool, int] = (False, 1),
+                 samples_per_prompt: Optional[int] = None):
         self.stream, self.rollout, self.reward = stream, rollout, reward
-        self.G, self.temperature, self.seed = cfg.samples_per_prompt, cfg.temperature, cfg.seed
+        self.G = cfg.samples_per_prompt if samples_per_prompt is None else samples_per_prompt  # HORA: n_probe
+        self.temperature, self.seed = cfg.temperature, cfg.seed
         self.dynamic, self.max_rounds = dynamic
 
     def sample(self, policy_version: int, step: int) -> tuple[PromptBatch, ScoredBatch, dict[str, float]]:
@@ -67,9 +70,11 @@ class RegularSampler:
 class ReplayStage:
     """UEC-RL stabiliser: FIFO of admitted samples, replayed as an extra learner update every f steps.
 
-    Replay rows keep the log-probs the sample was generated with (vLLM's, at its temperature) as
-    the old log-probs, so the PPO ratio is taken against the stale behaviour policy and clipping
-    bounds how far replay moves the policy (docs/algorithms.md#uec_rl).
+    Replayed rows use stale old log-probs, so the PPO ratio is taken against an older policy and
+    clipping bounds how far replay moves the policy (docs/algorithms.md#uec_rl): vLLM's, from
+    sampling time, or with ``directives.replay_learner_logprobs`` (code-compat) the learner's from
+    the update that first trained the row. ``replay/staleness_steps`` counts the updates between
+    sampling and the weights the replay update starts from (this step's regular update included).
     """
 
     def __init__(self, capacity: int, unit: int, seed: int):
@@ -78,25 +83,27 @@ class ReplayStage:
         self.updates = 0
         self.last_staleness = 0.0
 
-    def admit(self, scored: ScoredBatch, assembled: Assembled, directives: ControlDirectives) -> int:
-        if directives.replay_admit_rule == "none" or self.buffer.capacity == 0:
+    def admit(self, trained: Trained, stats: Optional[LearnerStats], directives: ControlDirectives) -> int:
+        """Rows of this step's trained batch that pass the admission rule (none if nothing was trained)."""
+        if directives.replay_admit_rule == "none" or self.buffer.capacity == 0 or stats is None:
             return 0
-        batch = assembled.batch
-        mask_B = replay_admit_mask(batch.adv_B, directives.replay_admit_rule)
-        rows = [(scored.rollout.samples[int(i)], float(a), float(c))
-                for i, a, c, m in zip(batch.sample_index_B, batch.adv_B, batch.entropy_coef_B, mask_B) if m]
+        mask_B = replay_admit_mask(trained.batch.adv_B, directives.replay_admit_rule)
+        learner_logp = dict(zip(stats.sample_index, stats.old_logp_per_sample))
+        rows = [dataclasses.replace(row, old_logp=learner_logp[i]) if directives.replay_learner_logprobs else row
+                for row, i, m in zip(trained.rows, trained.batch.sample_index_B.tolist(), mask_B.tolist()) if m]
         self.buffer.add(rows)
         return len(rows)
 
-    def maybe_replay(self, learner, directives: ControlDirectives, policy_version: int) -> Optional[LearnerStats]:
+    def maybe_replay(self, learner, directives: ControlDirectives) -> Optional[LearnerStats]:
+        """On a due step with >= P*G rows held, one learner update on the replayed rows (also when
+        this step's regular batch was empty)."""
         if not (directives.replay_now and self.buffer.ready(self.unit)):
             return None
         rows = self.buffer.sample_for_update(self.unit)
-        batch = pad_samples([s for s, _, _ in rows], torch.tensor([a for _, a, _ in rows]),
-                            [c for _, _, c in rows], list(range(len(rows))), policy_version,
-                            use_rollout_logprobs=True)
+        version = learner.policy_version  # the weights replay updates: after this step's regular update
+        batch = pad_rows(rows, range(len(rows)), version, use_rollout_logprobs=True)
         self.updates += 1
-        self.last_staleness = sum(policy_version - s.policy_version for s, _, _ in rows) / len(rows)
+        self.last_staleness = sum(version - r.sample.policy_version for r in rows) / len(rows)
         return learner.train_step(dataclasses.replace(batch, is_replay=True))
 
     def state_dict(self) -> dict:

@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 import statistics
 from dataclasses import dataclass
-from typing import Optional
+from typing import Mapping, Optional
 
 from rlsys.metrics.compute import pass_at_k
 from rlsys.types import (ControlDirectives, GroupStats, LearnerStats, Prompt, PromptBatch, PromptStats,
@@ -44,13 +44,15 @@ def regular_requests(prompts: PromptBatch, samples_per_prompt: int, temperature:
 
 
 def explore_requests(prompts: PromptBatch, directives: ControlDirectives, scope: SeedScope) -> list[SamplingRequest]:
-    """UEC-RL's second pass: extra samples at the directive's temperature for the prompts it names."""
+    """The second pass: extra samples at the directive's temperature for the prompts it names (UEC-RL's
+    exploration, source "explore"; HORA's allocation, source "regular" so they join the prompt's group)."""
     if not directives.extra_samples:
         return []
     by_id = {p.prompt_id: p for p in prompts.prompts}
     wanted = [(pid, n, t) for pid, n, t in zip(directives.prompt_ids, directives.extra_samples, directives.temperature)
               if n > 0 and pid in by_id]
-    return [SamplingRequest(prompt=by_id[pid], n=n, temperature=t, seed=scope.seed(i), source="explore")
+    source = "regular" if directives.extra_joins_group else "explore"
+    return [SamplingRequest(prompt=by_id[pid], n=n, temperature=t, seed=scope.seed(i), source=source)
             for i, (pid, n, t) in enumerate(wanted)]
 
 
@@ -60,10 +62,11 @@ class EntropyMemory:
     def __init__(self):
         self.by_prompt: dict[str, float] = {}
 
-    def update(self, scored: ScoredBatch, stats: LearnerStats) -> None:
+    def update(self, prompt_ids: Mapping[int, str], stats: LearnerStats) -> None:
+        """``prompt_ids``: the prompt of each trained sample, by its ``sample_index``."""
         sums: dict[str, list[float]] = {}
         for idx, ent, n in zip(stats.sample_index, stats.entropy_token_mean_per_sample, stats.num_tokens_per_sample):
-            pid = scored.rollout.samples[idx].prompt_id
+            pid = prompt_ids[idx]
             acc = sums.setdefault(pid, [0.0, 0.0])
             acc[0] += ent * n
             acc[1] += n
@@ -103,7 +106,8 @@ def concat_scored(a: Optional[ScoredBatch], b: ScoredBatch) -> ScoredBatch:
 
 
 def merge_scored(regular: ScoredBatch, extra: Optional[ScoredBatch]) -> ScoredBatch:
-    """Append the exploration pass's samples; prompts and group statistics stay those of the regular pass."""
+    """Append the second pass's samples; prompts and group statistics stay those of the regular pass
+    (for HORA: of the probe)."""
     if extra is None or not extra.rollout.samples:
         return regular
     both = concat_scored(regular, extra)

@@ -99,7 +99,8 @@ def test_uec_rl_explores_exactly_the_all_wrong_prompts(stack, tmp_path):
     g_extra, t_extra = 6, 1.2
     run = Run(stack, tmp_path, "algo=uec_rl", f"entropy_control.uec_extra_samples={g_extra}",
               f"entropy_control.uec_extra_temperature={t_extra}", "entropy_control.uec_replay_every=1",
-              "data.difficulties=[3]", "algo.ref_kl_coef=0.0")
+              "data.difficulties=[3]", "algo.ref_kl_coef=0.0",
+              "entropy_control.uec_batch_buffer=false")  # every step trains, so replay admits in 2 steps
     try:
         scored, directives, explore, assembled, _ = run.first_step()
         hard = {g.prompt_id for g in scored.groups if g.n_correct == 0}
@@ -121,6 +122,43 @@ def test_uec_rl_explores_exactly_the_all_wrong_prompts(stack, tmp_path):
         rows = train_rows(tmp_path)
         assert all("sampler/hard_prompts" in r and "replay/buffer_size" in r for r in rows)
         assert rows[-1]["replay/buffer_size"] > 0
+    finally:
+        run.close()
+
+
+def test_uec_rl_batch_buffer_trains_only_whole_multiples_of_p_times_g(stack, tmp_path):
+    import pickle
+
+    from rlsys.orchestration import checkpoint
+
+    P, G = 2, 4
+    unit = P * G
+    run = Run(stack, tmp_path, "algo=uec_rl", f"data.prompts_per_step={P}", f"rollout.samples_per_prompt={G}",
+              "entropy_control.uec_extra_samples=6", "data.difficulties=[1,2,3]", "algo.ref_kl_coef=0.0",
+              "trainer.save_every=1")
+    try:
+        assert run.cfg.entropy_control.uec_batch_buffer  # the preset's default
+        run.loop()
+        rows = train_rows(tmp_path)
+        assert len(rows) == 2
+        held = 0
+        for r in rows:
+            trained, dropped = r["uec/batch_buffer_trained"], r["uec/batch_buffer_dropped"]
+            # This step's kept samples join the FIFO; the largest multiple of P*G is trained, the rest waits.
+            assert trained == (held + r["filter/kept_samples"] - dropped) // unit * unit
+            assert trained % unit == 0 and r["uec/batch_buffer_size"] < unit
+            assert r["uec/batch_buffer_size"] == held + r["filter/kept_samples"] - dropped - trained
+            assert ("learner/loss" in r) == (trained > 0)  # no learner update without a whole multiple
+            if trained:  # the learner's per-sample statistics cover exactly the trained samples
+                assert sum(v for k, v in r.items() if k.startswith("entropy/bucket_samples/")) == trained
+                # rows sampled this step are 0 updates old; rows that waited a step at most 1
+                staleness = r["uec/batch_buffer_staleness_steps"]
+                assert staleness == 0.0 if held == 0 else 0.0 <= staleness <= 1.0
+            held = r["uec/batch_buffer_size"]
+        assert sum(r["filter/kept_samples"] for r in rows) >= unit, "need >= P*G kept samples in 2 steps"
+        assert sum(r["uec/batch_buffer_trained"] for r in rows) > 0
+        state = pickle.loads((checkpoint.latest(tmp_path) / checkpoint.STATE_FILE).read_bytes())
+        assert len(state.batch_buffer["buffer"]["items"]) == rows[-1]["uec/batch_buffer_size"]  # resumes exactly
     finally:
         run.close()
 

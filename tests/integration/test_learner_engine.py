@@ -81,8 +81,13 @@ def run_job(job, rank: int, world_size: int, port: int, model_dir: str, ckpt_dir
     state = learner.full_state_dict_bytes()
     logp, entropy = learner.compute_logprobs(shard)
     head = learner.engine.module.lm.lm_head.weight  # ZeRO-3 keeps this rank's partition in ds_tensor
-    out = {"stats": stats, "setup_s": learner.setup_seconds,
+    out = {"stats": stats, "setup_s": learner.setup_seconds, "param_bytes": learner.param_bytes(),
            "head_numel_held": head.ds_tensor.numel() if hasattr(head, "ds_tensor") else head.numel()}
+    if stage == 3:  # built already partitioned: ZeRO parameters straight out of from_pretrained
+        built = learner._load_lm()
+        out["built_partitioned"] = all(hasattr(p, "ds_tensor") for p in built.parameters())
+        out["built_numel_held"] = sum(p.ds_tensor.numel() for p in built.parameters())
+        del built
     if rank == 0:
         fresh = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
         fresh.load_state_dict(safetensors_load(state), strict=True)
@@ -208,3 +213,11 @@ def test_entropy_coefficients_reach_the_loss(results):
 
 def test_zero3_checkpoint_restores_weights_and_version(results):
     assert results[2]["z3"]["restored"]
+
+
+def test_zero3_builds_the_model_partitioned_and_each_rank_holds_its_share(results):
+    one, two = results[1]["z3"], results[2]["z3"]
+    assert one["built_partitioned"] and two["built_partitioned"]
+    assert two["built_numel_held"] < 0.6 * one["built_numel_held"]  # half, plus the small whole params
+    assert two["param_bytes"] < 0.6 * one["param_bytes"]
+    assert results[2]["z2"]["param_bytes"] == results[1]["z2"]["param_bytes"]  # ZeRO-2 keeps every param

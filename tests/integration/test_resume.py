@@ -44,7 +44,7 @@ def test_resume_continues_where_the_run_stopped(stack, tmp_path):
     cfg3 = integration_config(*common, "trainer.total_steps=3")
     w, stream, eval_prompts = start_run_workers(stack, cfg3)
     try:
-        saver = checkpoint.Checkpointer(cfg3.trainer, w, stream, _memory(), _replay(cfg3))
+        saver = checkpoint.Checkpointer(cfg3.trainer, w, stream, _memory(), _replay(cfg3), _batches(cfg3))
         assert saver.restore(latest) == 2
         restored = weights(w.learner)
         assert restored.keys() == saved_weights.keys()
@@ -91,3 +91,9 @@ def _replay(cfg):
     from rlsys.orchestration.sampling import ReplayStage
 
     return ReplayStage(*replay_sizes(cfg), seed=cfg.trainer.seed)
+
+
+def _batches(cfg):
+    from rlsys.orchestration.batching import BatchStage
+
+    return BatchStage.from_config(cfg)

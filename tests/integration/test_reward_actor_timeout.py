@@ -51,14 +51,12 @@ def reward(ray_cluster):
 
 
 def test_hanging_answer_times_out_inside_the_actor_and_its_worker_is_replaced(reward):
-    import ray
-
     rows = [(f"p{i}", "test_hang", f"r{i}", f"r{i}") for i in range(8)]
     rows[3] = ("p3", "test_hang", "HANG until killed", "r3")
     rows[5] = ("p5", "test_hang", "r5", "something else")  # graded 0.0, not ungradable
     rows += [("a1", "arithmetic", "the answer is 12", "12"), ("a2", "arithmetic", "7", "8"),
              ("d1", HANG, "same", "same")]  # a dotted path works as a prompt's verifier name too
-    pids_before = ray.get(reward.actor.worker_pids.remote())
+    pids_before = reward.worker_pids()
 
     start = time.monotonic()
     scored = reward.score(batch(rows, policy_version=4))
@@ -77,7 +75,7 @@ def test_hanging_answer_times_out_inside_the_actor_and_its_worker_is_replaced(re
     assert scored.rewards[3] == 0.0
 
     # The hung process was killed and replaced; the other one kept running.
-    pids_after = ray.get(reward.actor.worker_pids.remote())
+    pids_after = reward.worker_pids()
     assert len(pids_after) == 2 and len(set(pids_after) - set(pids_before)) == 1
 
     # The replacement grades the next batch; nothing of the killed chunk is left over.

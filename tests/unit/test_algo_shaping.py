@@ -7,7 +7,7 @@ import torch
 from rlsys.algo.advantages import compute_advantages
 from rlsys.algo.loss import LossSpec, policy_loss
 from rlsys.algo.shaping import (fill_informative, informative_groups, keep_mask, overlong_penalty,
-                                replay_admit_mask)
+                                overlong_positive_mask, replay_admit_mask)
 
 
 def test_overlong_penalty_dapo():
@@ -43,6 +43,7 @@ def test_keep_and_replay_rules():
     assert keep_mask(adv, "nonzero_adv").tolist() == [False, True, True, True, True, True]
     assert keep_mask(adv, "positive_only").tolist() == [False, True, False, True, False, True]
     assert keep_mask(adv, "abs_gt:0.05").tolist() == [False, True, True, True, True, False]
+    assert keep_mask(adv, "nonnegative").tolist() == [True, True, False, True, False, True]
     assert not replay_admit_mask(adv, "none").any()
     assert replay_admit_mask(adv, "positive_gt:1").tolist() == [False, False, False, True, False, False]
     assert replay_admit_mask(adv, "abs_gt:1").tolist() == [False, False, False, True, True, False]
@@ -95,3 +96,9 @@ def test_dynamic_sampling_fill():
     assert kept == [1, 3, 5] and exhausted
     kept, exhausted = fill_informative(_fake_sampler([0, 1, 0.5]), target=4, max_rounds=10)
     assert kept == [2] and exhausted  # the source ran dry
+
+
+def test_overlong_positive_mask_marks_only_truncated_samples_with_positive_advantage():
+    adv = torch.tensor([1.0, 1.0, -1.0, 0.0, 0.3])
+    truncated = torch.tensor([True, False, True, True, True])
+    assert overlong_positive_mask(adv, truncated).tolist() == [True, False, False, False, True]

@@ -50,10 +50,10 @@ def test_cli_preset_overrides_file_but_not_key_overrides():
     assert cfg.entropy_control.aer_tau == 0.5
 
 
-def test_ten_presets_exist():
+def test_eleven_presets_exist():
     names = {p.stem for p in (CONFIGS / "algo").glob("*.yaml")}
     assert names >= {"grpo", "dapo", "drgrpo", "entropy_fixed", "skywork", "clip_cov", "kl_cov", "aer",
-                     "uec_rl", "asymgrpo"}
+                     "uec_rl", "asymgrpo", "hora"}
 
 
 def test_unknown_preset_names_known_ones():
@@ -147,6 +147,8 @@ def test_negative_num_train_is_blamed_on_num_train():
     ("rollout.max_model_len=8", "rollout.max_new_tokens=16: must be < rollout.max_model_len=8"),
     ("entropy_control.coef_min=-1", "entropy_control.coef_min=-1.0: must be >= 0"),
     ("cluster.num_cpus=-1", "cluster.num_cpus=-1: must be >= 0"),
+    ("entropy_control.uec_explore_keep=zero",
+     "entropy_control.uec_explore_keep='zero': must be one of ['positive', 'nonnegative']"),
 ])
 def test_each_bad_field_is_named(override, expected):
     assert expected in problems_of(override)

@@ -79,7 +79,8 @@ def test_entropy_driven_controller_refuses_missing_entropy():
 
 @pytest.mark.parametrize("name,cls", [("none", "NoneController"), ("asymgrpo", "AsymGRPOController"),
                                       ("fixed", "FixedController"), ("skywork", "SkyworkController"),
-                                      ("aer", "AERController"), ("uec_rl", "UECController")])
+                                      ("aer", "AERController"), ("uec_rl", "UECController"),
+                                      ("hora", "HORAController")])
 def test_make_controller_picks_by_name(name, cls):
     ctl = make_controller(EntropyControlConfig(controller=name), samples_per_prompt=4, prompts_per_step=2)
     assert type(ctl).__name__ == cls and ctl.name == name
@@ -93,3 +94,13 @@ def test_make_controller_rejects_unknown_name():
 def test_load_state_dict_refuses_another_controllers_state():
     with pytest.raises(ValueError, match="fixed"):
         NoneController().load_state_dict(FixedController(0.1).state_dict())
+
+
+def test_config_accepts_every_registered_controller():
+    from rlsys.config import ConfigError, load_config
+    from rlsys.control import CONTROLLERS
+
+    for name in CONTROLLERS:
+        load_config(None, [f"entropy_control.controller={name}"]).validate()
+    with pytest.raises(ConfigError, match="entropy_control.controller='nope'"):
+        load_config(None, ["entropy_control.controller=nope"]).validate()

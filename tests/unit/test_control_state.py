@@ -16,6 +16,7 @@ CONFIGS = {
     "aer": {"aer_alpha_init": 1e-3, "aer_alpha_lr": 1e-2, "aer_warmup_batches": 2},
     "aer_log": {"aer_alpha_init": 0.0, "aer_alpha_lr": 5.0, "aer_update": "log"},
     "uec_rl": {"uec_replay_every": 2},
+    "hora": {"hora_n_probe": 4, "hora_budget": 6},
 }
 
 

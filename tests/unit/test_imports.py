@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 PURE = ["rlsys.algo", "rlsys.algo.loss", "rlsys.algo.advantages", "rlsys.algo.entropy", "rlsys.algo.batch",
+        "rlsys.algo.batch_buffer",
         "rlsys.config", "rlsys.types", "rlsys.control", "rlsys.metrics.compute", "rlsys.reward.verifiers",
         "rlsys.data.tasks"]
 
