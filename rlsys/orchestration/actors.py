@@ -101,6 +101,11 @@ class Restarter:
                 print(f"[rlsys] {self.role}-{index} died and was restarted ({time.perf_counter() - start:.0f} s): "
                       f"{_first_line(err)}", flush=True)
 
+    def get(self, actor, index: int, first_ref, resubmit, resync=None):
+        """The value of ``first_ref`` (a call already sent to ``actor``); after a crash, of ``resubmit(actor)``."""
+        sent = [first_ref]
+        return self.call(actor, index, lambda a: sent.pop() if sent else resubmit(a), resync)
+
     def _wait_alive(self, actor, index: int) -> None:
         deadline = time.perf_counter() + self.timeout_s
         while True:
@@ -198,10 +203,9 @@ class RolloutGroup:
         return [self._get_or_recover(i, w.pid.remote(), lambda w: w.pid.remote()) for i, w in enumerate(self.workers)]
 
     def _get_or_recover(self, index: int, first_ref, resubmit):
-        """The value of ``first_ref`` (already sent to worker ``index``); after a crash, of ``resubmit(worker)``."""
-        sent = [first_ref]
-        return self.restarter.call(self.workers[index], index, lambda w: sent.pop() if sent else resubmit(w),
-                                   self._resync)
+        """The value of ``first_ref`` (already sent to worker ``index``); after a crash, of ``resubmit(worker)``
+        once the restarted engine has the last pushed weights."""
+        return self.restarter.get(self.workers[index], index, first_ref, resubmit, self._resync)
 
     def _resync(self, worker) -> None:
         """A restarted engine serves the base weights at version 0: load the last pushed ones."""
@@ -405,13 +409,9 @@ class RewardClient:
         """Grade the batch, the prompts split evenly over the actors (a prompt's samples stay together)."""
         shards, positions = split_by_prompt(rollout, len(self.actors))
         refs = [a.score.remote(part) for a, part in zip(self.actors, shards)]  # all actors grade at once
-        scored = [self._get_or_recover(i, ref, lambda a, part=part: a.score.remote(part))
+        scored = [self.restarter.get(self.actors[i], i, ref, lambda a, part=part: a.score.remote(part))
                   for i, (ref, part) in enumerate(zip(refs, shards))]
         return join_scored(rollout, positions, scored)
-
-    def _get_or_recover(self, index: int, first_ref, resubmit):
-        sent = [first_ref]
-        return self.restarter.call(self.actors[index], index, lambda a: sent.pop() if sent else resubmit(a))
 
     def pid(self, index: int = 0) -> int:
         return self.restarter.call(self.actors[index], index, lambda a: a.pid.remote())
