@@ -18,7 +18,7 @@ from rlsys.algo.loss import LossSpec
 from rlsys.config import Config
 from rlsys.types import LearnerStats
 from rlsys.metrics.compute import (advantage_metrics, coef_metrics, entropy_metrics, filter_metrics, hora_metrics,
-                                   reward_metrics, rollout_metrics, sampler_metrics)
+                                   is_correct, reward_metrics, rollout_metrics, sampler_metrics)
 from rlsys.metrics.logger import MetricsLogger
 from rlsys.metrics.plots import write_plots
 from rlsys.metrics.tensorboard import TensorBoardSink
@@ -304,6 +304,6 @@ def step_metrics(scored, assembled, directives, stats: Optional[LearnerStats], t
             | coef_metrics(directives) | stats.scalars | filter_metrics(scored.rollout.samples, assembled.kept_B)
             | {"entropy/bonus_term": -stats.scalars.get("learner/loss_entropy", 0.0)}
             | entropy_metrics(stats.entropy_token_mean_per_sample, stats.num_tokens_per_sample,
-                              [r.group_accuracy for r in rs], [r.reward >= 0.5 for r in rs],
+                              [r.group_accuracy for r in rs], [is_correct(r.reward) for r in rs],
                               [r.sample.prompt_id for r in rs]))
 
