@@ -278,15 +278,16 @@ def _model_data_problems(c: Config) -> list[str]:
 
 
 def _builtin_task_problems(d: DataConfig) -> list[str]:
-    from rlsys.data.tasks import ARITHMETIC_LEVELS, COUNTDOWN_LEVELS
+    from rlsys.data.tasks import ARITHMETIC_LEVELS, COUNTDOWN_LEVELS, TASKS
 
     name = d.source.split(":", 1)[1]
-    if name not in BUILTIN_TASKS:
-        return [f"data.source={d.source!r}: unknown built-in task; known: {sorted(BUILTIN_TASKS)}"]
+    if name not in TASKS:
+        return [f"data.source={d.source!r}: unknown built-in task; known: {sorted(TASKS)}"]
     p = _positive("data.num_train", d.num_train)
     if 0 < d.num_train < d.prompts_per_step:
         p.append(f"data.num_train={d.num_train}: must be >= data.prompts_per_step={d.prompts_per_step}")
-    levels = {"arithmetic": ARITHMETIC_LEVELS, "countdown": COUNTDOWN_LEVELS}.get(name)
+    levels = {"arithmetic": ARITHMETIC_LEVELS, "arithmetic_chat": ARITHMETIC_LEVELS,
+              "countdown": COUNTDOWN_LEVELS}.get(name)
     if not d.difficulties:
         p.append("data.difficulties=(): at least one level is needed")
     elif levels is not None and not set(d.difficulties) <= set(levels):
@@ -457,8 +458,6 @@ def _cluster_trainer_problems(c: Config) -> list[str]:
     p += _positive("trainer.seed", t.seed, allow_zero=True)
     return p
 
-
-BUILTIN_TASKS = {"arithmetic", "countdown", "gsm_symbolic"}
 
 # ---------------------------------------------------------------- loading
 

@@ -1,7 +1,8 @@
 """Built-in, procedurally generated tasks: rows of ``{id, prompt, reference, verifier, difficulty}``.
 
 ``arithmetic`` is generated here (short prompts such as ``"12+7="`` for the character-level tiny
-model); ``countdown`` and ``gsm_symbolic`` come from reasoning-gym, which generates offline (it is
+model), and ``arithmetic_chat`` asks the same problems as a question for an instruction-tuned model,
+graded by ``math``; ``countdown`` and ``gsm_symbolic`` come from reasoning-gym, which generates offline (it is
 imported lazily: it takes seconds). Must not import ray, vllm or deepspeed.
 """
 from __future__ import annotations
@@ -95,6 +96,18 @@ def _arithmetic(n: int, seed: int, difficulties: tuple[int, ...]) -> list[dict]:
     return _with_ids("arithmetic", seed, items, "arithmetic")
 
 
+CHAT_QUESTION = "What is {expr}? Reply with just the number."
+
+
+def _arithmetic_chat(n: int, seed: int, difficulties: tuple[int, ...]) -> list[dict]:
+    """The ``arithmetic`` problems (same generator and seed stream) as a question for a chat model,
+    graded by ``math`` (which reads a bare final number as well as a boxed one)."""
+    rows = _arithmetic(n, seed, difficulties)
+    items = [(CHAT_QUESTION.format(expr=r["prompt"].removesuffix("=").replace("+", " + ").replace("-", " - ")
+                                   .replace("*", " * ")), r["reference"], r["difficulty"]) for r in rows]
+    return _with_ids("arithmetic_chat", seed, items, "math")
+
+
 # ---------------------------------------------------------------- reasoning-gym tasks
 
 def _per_level(n: int, difficulties: tuple[int, ...]) -> dict[int, int]:
@@ -142,6 +155,7 @@ def _gsm_symbolic(n: int, seed: int, difficulties: tuple[int, ...]) -> list[dict
 
 TASKS: dict[str, Callable[[int, int, tuple[int, ...]], list[dict]]] = {
     "arithmetic": _arithmetic,
+    "arithmetic_chat": _arithmetic_chat,
     "countdown": _countdown,
     "gsm_symbolic": _gsm_symbolic,
 }

@@ -7,10 +7,13 @@ its tokenizer and chat template. Nothing is downloaded. Must not import ray, vll
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.metadata
 import time
 from pathlib import Path
 
+from rlsys.console import verbose
 from rlsys.models import cached_build
 
 MODEL_NAME = "smollm2-135m-instruct"
@@ -52,12 +55,14 @@ def convert_gguf(source: Path, out_dir: str) -> dict:
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
     from transformers.utils import logging as hf_logging
 
+    print(f"[rlsys] converting {source.name} to safetensors once (about a minute) ...", flush=True)
     start = time.time()
     config = AutoConfig.from_pretrained(str(source.parent), gguf_file=source.name)
     if config.model_type != "llama":
         raise RuntimeError(f"{source.name}: expected a llama-architecture GGUF, got {config.model_type!r}")
     model = LlamaForCausalLM(config)
-    tensors = load_gguf_checkpoint(str(source), return_tensors=True, model_to_load=model)["tensors"]
+    with _gguf_progress_bar_off():
+        tensors = load_gguf_checkpoint(str(source), return_tensors=True, model_to_load=model)["tensors"]
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     # With tied embeddings the GGUF has no output matrix: lm_head shares embed_tokens' weight.
     allowed_missing = {"lm_head.weight"} if config.tie_word_embeddings else set()
@@ -71,3 +76,18 @@ def convert_gguf(source: Path, out_dir: str) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
     tokenizer.save_pretrained(out_dir)
     return {"build_seconds": round(time.time() - start, 1)}
+
+
+@contextlib.contextmanager
+def _gguf_progress_bar_off():
+    """transformers' GGUF reader draws a tqdm bar of its own (not behind its progress-bar switch); off
+    unless verbose, so the console keeps one line per step."""
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    original = gguf_utils.tqdm
+    if not verbose():
+        gguf_utils.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = original

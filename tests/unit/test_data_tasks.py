@@ -80,3 +80,29 @@ def test_gsm_symbolic_rows_use_the_math_verifier():
     for r in rows:
         assert r["verifier"] == "math" and r["difficulty"] == 1
         assert re.fullmatch(r"-?\d+(\.\d+)?", r["reference"])
+
+
+def test_arithmetic_chat_asks_the_arithmetic_problems_as_questions_graded_by_math():
+    plain = generate_task("arithmetic", 40, seed=2, difficulties=(2, 3, 4, 5))
+    chat = generate_task("arithmetic_chat", 40, seed=2, difficulties=(2, 3, 4, 5))
+    assert [r["reference"] for r in chat] == [r["reference"] for r in plain]
+    assert [r["difficulty"] for r in chat] == [r["difficulty"] for r in plain]
+    for row, base in zip(chat, plain):
+        assert row["verifier"] == "math" and row["id"].startswith("arithmetic_chat-s2-")
+        m = re.fullmatch(r"What is (.+)\? Reply with just the number\.", row["prompt"])
+        assert m, row["prompt"]
+        assert m.group(1).replace(" ", "") == base["prompt"].removesuffix("=")
+        assert _value(m.group(1).replace(" ", "")) == int(row["reference"])
+
+
+def test_arithmetic_chat_config_validates_its_levels():
+    from pathlib import Path
+
+    from rlsys.config import ConfigError, load_config
+
+    path = str(Path(__file__).resolve().parents[2] / "configs" / "smollm2_arith.yaml")
+    cfg = load_config(path, [])
+    assert cfg.data.source == "builtin:arithmetic_chat" and cfg.data.chat_template
+    cfg.validate()
+    with pytest.raises(ConfigError, match="data.difficulties"):
+        load_config(path, ["data.difficulties=[9]"]).validate()
