@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -44,6 +45,7 @@ class RolloutConfig:
     num_cpus_per_worker: float = 0.5  # Ray CPUs reserved per engine actor
     num_gpus_per_worker: float = 0.0  # Ray GPUs per engine actor (0 on CPU)
     resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per engine, e.g. {rollout_node: 1}
+    label_selector: dict[str, str] = field(default_factory=dict)  # Ray node labels the engines need, e.g. {role: inference}
     samples_per_prompt: int = 8  # G: responses per prompt
     temperature: float = 1.0  # sampling temperature of the regular pass
     top_p: float = 1.0  # nucleus sampling
@@ -64,6 +66,7 @@ class RewardConfig:
     num_actors: int = 1  # reward service actors; each batch is split over them by prompt
     num_cpus: float = 0.25  # Ray CPUs reserved per reward service actor
     resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per reward actor
+    label_selector: dict[str, str] = field(default_factory=dict)  # Ray node labels the reward actors need
     verifier_paths: tuple[str, ...] = ()  # extra verifiers as dotted paths "pkg.mod:function"
     max_restarts: int = 3  # a crashed reward actor is restarted up to this many times
 
@@ -74,6 +77,7 @@ class LearnerConfig:
     num_cpus_per_rank: float = 0.25  # Ray CPUs per learner rank
     num_gpus_per_rank: float = 0.0  # Ray GPUs per learner rank
     resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per rank, e.g. {learner_node: 1}
+    label_selector: dict[str, str] = field(default_factory=dict)  # Ray node labels every rank's node needs
     placement: str = "pack"  # placement group of the ranks: pack | spread | strict_pack | strict_spread | none
     zero_stage: int = 2  # DeepSpeed ZeRO stage: 2 or 3
     backend: str = "auto"  # auto (nccl on GPU, gloo on CPU) | gloo | nccl
@@ -84,6 +88,7 @@ class LearnerConfig:
     micro_batch_size: int = 32  # samples per forward/backward on one rank
     entropy_chunk_tokens: int = 1024  # tokens per chunk of the logits -> logp/entropy pass
     old_logprob_source: str = "learner"  # learner (recompute) | rollout (vLLM's sampled logprobs)
+    behaviour_pass: str = "auto"  # auto: no-grad old-logprob pass only when off-policy (learner/plan.py) | always
     seed: int = 0
 
 
@@ -314,6 +319,7 @@ def _rollout_reward_problems(c: Config) -> list[str]:
     else:
         p += _one_of("rollout.weight_transfer", r.weight_transfer, {"serialized"})
     p += _resource_problems("rollout.resources", r.resources)
+    p += _label_selector_problems("rollout.label_selector", r.label_selector)
     p += _positive("rollout.max_restarts", r.max_restarts, allow_zero=True)
     p += _positive("rollout.seed", r.seed, allow_zero=True)
     p += _positive("reward.num_workers", rw.num_workers)
@@ -321,6 +327,7 @@ def _rollout_reward_problems(c: Config) -> list[str]:
     p += _positive("reward.num_actors", rw.num_actors)
     p += _positive("reward.num_cpus", rw.num_cpus, allow_zero=True)
     p += _resource_problems("reward.resources", rw.resources)
+    p += _label_selector_problems("reward.label_selector", rw.label_selector)
     p += _positive("reward.max_restarts", rw.max_restarts, allow_zero=True)
     for path in rw.verifier_paths:
         module, sep, attr = path.partition(":")
@@ -345,18 +352,38 @@ def _resource_problems(key: str, resources) -> list[str]:
     return p
 
 
+# Ray's node-label syntax (Kubernetes label rules): key = [prefix/]name, value = name, "!name", "in(a,b)", "!in(a,b)".
+_LABEL_NAME = r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?"
+_LABEL_KEY_RE = re.compile(rf"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?{_LABEL_NAME}")
+_LABEL_VALUE_RE = re.compile(rf"!?({_LABEL_NAME}|in\(\s*{_LABEL_NAME}(\s*,\s*{_LABEL_NAME})*\s*\))")
+
+
+def _label_selector_problems(key: str, selector) -> list[str]:
+    if not isinstance(selector, dict):
+        return [f"{key}={selector!r}: expected a mapping of node label to value, e.g. {{role: inference}}"]
+    p = []
+    for name, value in selector.items():
+        if not _LABEL_KEY_RE.fullmatch(name):
+            p.append(f"{key}: {name!r} is not a valid node label key ([prefix/]name, letters, digits, - _ .)")
+        elif not isinstance(value, str) or not _LABEL_VALUE_RE.fullmatch(value):
+            p.append(f"{key}.{name}={value!r}: expected a label value, '!value', 'in(a,b)' or '!in(a,b)'")
+    return p
+
+
 def _learner_problems(c: Config) -> list[str]:
     lr, p = c.learner, []
     p += _positive("learner.num_ranks", lr.num_ranks)
     p += _positive("learner.num_cpus_per_rank", lr.num_cpus_per_rank, allow_zero=True)
     p += _positive("learner.num_gpus_per_rank", lr.num_gpus_per_rank, allow_zero=True)
     p += _resource_problems("learner.resources", lr.resources)
+    p += _label_selector_problems("learner.label_selector", lr.label_selector)
     p += _one_of("learner.placement", lr.placement, set(PLACEMENTS))
     p += _one_of("learner.zero_stage", lr.zero_stage, {2, 3})  # what rlsys/learner/engine.py configures
     p += _one_of("learner.backend", lr.backend, {"auto", "gloo", "nccl"})
     if lr.backend == "nccl" and lr.num_gpus_per_rank <= 0:
         p.append("learner.backend='nccl' needs learner.num_gpus_per_rank > 0")
     p += _one_of("learner.old_logprob_source", lr.old_logprob_source, {"learner", "rollout"})
+    p += _one_of("learner.behaviour_pass", lr.behaviour_pass, {"auto", "always"})
     p += _positive("learner.lr", lr.lr)
     p += _positive("learner.weight_decay", lr.weight_decay, allow_zero=True)
     p += _positive("learner.grad_clip", lr.grad_clip, allow_zero=True)

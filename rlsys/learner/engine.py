@@ -2,7 +2,9 @@
 
 A plain class (the orchestration layer wraps each rank in a Ray actor). ``train_step`` runs the
 no-grad behaviour pass (old log-probs, exact pre-update entropy, reference log-probs), then one
-optimiser step per mini-batch, and reports global statistics. The ONLY module that imports deepspeed;
+optimiser step per mini-batch, and reports global statistics. When the update is on-policy
+(``plan.needs_behaviour_pass``) the pass is skipped: the training forward's own detached log-probs
+and entropies are the old log-probs and the pre-update statistics (``learner/behaviour_pass`` 0). The ONLY module that imports deepspeed;
 must not import ray or vllm.
 
 Sharding invariance: ``policy_loss`` divides each rank's local sum by GLOBAL counts, while DeepSpeed
@@ -31,7 +33,8 @@ from rlsys.algo.loss import LossSpec, policy_loss  # noqa: E402
 from rlsys.config import LearnerConfig  # noqa: E402
 from rlsys.console import quiet_stdout  # noqa: E402
 from rlsys.learner.forward import response_logp_and_entropy  # noqa: E402
-from rlsys.learner.plan import MicroBatch, MiniBatch, ShardInfo, plan_pass, plan_update  # noqa: E402
+from rlsys.learner.plan import (MicroBatch, MiniBatch, ShardInfo, needs_behaviour_pass, plan_pass,  # noqa: E402
+                                plan_update)
 from rlsys.types import LearnerStats, TrainBatch  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -164,28 +167,35 @@ class Learner:
     # ------------------------------------------------------------------ training
 
     def train_step(self, shard: TrainBatch) -> LearnerStats:
-        """Behaviour pass, then one optimiser step per mini-batch; returns global statistics.
+        """Behaviour pass (unless the update is on-policy), then one optimiser step per mini-batch;
+        returns global statistics.
 
         ``shard`` is this rank's part of the batch (any split; mini-batches are formed globally by
         sample index). Its ``global_num_*`` fields are not used: each mini-batch's counts are
         computed from all shards. Scalars are global (the same on every rank); per-sample vectors
-        are this rank's.
+        are this rank's. Without the pass (``plan.needs_behaviour_pass``) the old log-probs and the
+        entropy statistics are the training forward's, detached: the same values, one forward less.
         """
         start = time.perf_counter()
         shards = self._exchange_shard_info(shard)
+        two_pass = needs_behaviour_pass(self.cfg.behaviour_pass, self.cfg.mini_batches_per_step, shards)
         behaviour = self._behaviour_pass(shard, plan_pass(shards, self.rank, self.cfg.micro_batch_size,
-                                                           self.cfg.entropy_chunk_tokens))
-        old_logp_BT1 = behaviour["logp"] if shard.old_logp_BT is None else shard.old_logp_BT.float()
+                                                           self.cfg.entropy_chunk_tokens), with_policy=two_pass)
+        if shard.old_logp_BT is not None:
+            old_logp_BT1 = shard.old_logp_BT.float()
+        else:  # None without the pass: each micro-batch's own forward, which fills behaviour's logp/entropy
+            old_logp_BT1 = behaviour["logp"] if two_pass else None
         minis = plan_update(shards, self.rank, self.cfg.mini_batches_per_step, self.cfg.micro_batch_size,
                             self.cfg.entropy_chunk_tokens)
         totals: dict[str, float] = {}
         grad_norms = []
         for mini in minis:
             if mini.num_tokens > 0:  # a globally empty mini-batch is skipped on every rank alike
-                grad_norms.append(self._train_mini_batch(shard, mini, old_logp_BT1, behaviour.get("ref_logp"),
-                                                         totals))
+                grad_norms.append(self._train_mini_batch(shard, mini, old_logp_BT1, behaviour, totals))
         self.policy_version += 1
         scalars = self._scalars(shard, behaviour, totals, grad_norms, time.perf_counter() - start)
+        scalars["learner/behaviour_pass"] = float(two_pass)
+        old_logp_BT1 = behaviour["logp"] if old_logp_BT1 is None else old_logp_BT1
         return self._per_sample_stats(shard, behaviour["entropy"], old_logp_BT1, scalars)
 
     def compute_logprobs(self, shard: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,7 +210,8 @@ class Learner:
 
     def _exchange_shard_info(self, shard: TrainBatch) -> list[ShardInfo]:
         mine = ShardInfo(sample_index=tuple(int(i) for i in shard.sample_index_B.tolist()),
-                         num_tokens=tuple(int(n) for n in shard.loss_mask_BT.sum(dim=1).round().tolist()))
+                         num_tokens=tuple(int(n) for n in shard.loss_mask_BT.sum(dim=1).round().tolist()),
+                         stored_old_logp=shard.old_logp_BT is not None)
         shards: list = [None] * self.world_size
         dist.all_gather_object(shards, mine)
         return shards
@@ -222,38 +233,47 @@ class Learner:
                 "positions_BT": shard.loss_mask_BT[index, :T - 1].float().to(self.device)}
 
     @torch.no_grad()
-    def _behaviour_pass(self, shard: TrainBatch, micro: tuple[MicroBatch, ...],
-                        with_reference: bool = True) -> dict[str, torch.Tensor]:
-        """Current-policy log-probs and exact entropies (and reference log-probs), [B, T-1] on CPU."""
+    def _behaviour_pass(self, shard: TrainBatch, micro: tuple[MicroBatch, ...], with_reference: bool = True,
+                        with_policy: bool = True) -> dict[str, torch.Tensor]:
+        """Current-policy log-probs and exact entropies (and reference log-probs), [B, T-1] on CPU.
+
+        ``with_policy=False`` runs only the reference model (nothing without one) and leaves logp and
+        entropy at 0 for the training forward to fill in.
+        """
         B, T1 = shard.loss_mask_BT.shape
         out = {"logp": torch.zeros(B, T1), "entropy": torch.zeros(B, T1)}
         reference = self.reference if with_reference else None
         if reference is not None:
             out["ref_logp"] = torch.zeros(B, T1)
+        if not with_policy and reference is None:
+            return out
         for mb in micro:
             inputs = self._inputs(shard, mb.rows)
-            logp, entropy = self.engine(**inputs, num_chunks=mb.num_chunks)  # unbinds the stacked pair
-            ref = reference(**inputs, num_chunks=mb.num_chunks)[0] if reference is not None else None
-            if mb.rows:
-                index, width = torch.tensor(mb.rows), logp.shape[1]
-                out["logp"][index, :width] = logp.float().cpu()
-                out["entropy"][index, :width] = entropy.float().cpu()
-                if ref is not None:
-                    out["ref_logp"][index, :width] = ref.float().cpu()
+            if with_policy:
+                logp, entropy = self.engine(**inputs, num_chunks=mb.num_chunks)  # unbinds the stacked pair
+                _write_rows(out["logp"], mb.rows, logp)
+                _write_rows(out["entropy"], mb.rows, entropy)
+            if reference is not None:
+                _write_rows(out["ref_logp"], mb.rows, reference(**inputs, num_chunks=mb.num_chunks)[0])
         return out
 
-    def _train_mini_batch(self, shard: TrainBatch, mini: MiniBatch, old_logp_BT1: torch.Tensor,
-                          ref_logp_BT1: Optional[torch.Tensor], totals: dict[str, float]) -> float:
+    def _train_mini_batch(self, shard: TrainBatch, mini: MiniBatch, old_logp_BT1: Optional[torch.Tensor],
+                          behaviour: dict[str, torch.Tensor], totals: dict[str, float]) -> float:
         """Forward/backward every micro-batch, then one optimiser step; adds local sums to ``totals``.
 
-        Returns the global gradient norm (before clipping) of the step.
+        ``old_logp_BT1`` None (no behaviour pass): each micro-batch's old log-probs are its own
+        forward's, detached, and that forward's log-probs and entropies are written into
+        ``behaviour``. Returns the global gradient norm (before clipping) of the step.
         """
         generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.policy_version * 1009 + self.rank)
         for m, mb in enumerate(mini.micro):
             self.engine.set_gradient_accumulation_boundary(m == len(mini.micro) - 1)
             inputs = self._inputs(shard, mb.rows)
             logp_BT1, entropy_BT1 = self.engine(**inputs, num_chunks=mb.num_chunks)
-            consts = self._loss_constants(shard, mb.rows, logp_BT1.shape, old_logp_BT1, ref_logp_BT1)
+            if old_logp_BT1 is None:
+                _write_rows(behaviour["logp"], mb.rows, logp_BT1)
+                _write_rows(behaviour["entropy"], mb.rows, entropy_BT1)
+            consts = self._loss_constants(shard, mb.rows, logp_BT1, old_logp_BT1, behaviour.get("ref_logp"))
             loss, diag = policy_loss(logp_BT1, consts["old_logp"], consts["adv"], inputs["positions_BT"],
                                      entropy_BT1, consts["coef"], self.loss_spec, mini.num_tokens,
                                      mini.num_seqs, ref_logp_BT=consts.get("ref_logp"), generator=generator)
@@ -269,16 +289,21 @@ class Learner:
         self.engine.step()
         return float(self.engine.get_global_grad_norm() or 0.0)
 
-    def _loss_constants(self, shard: TrainBatch, rows: tuple[int, ...], shape: torch.Size,
-                        old_logp_BT1: torch.Tensor, ref_logp_BT1: Optional[torch.Tensor]) -> dict:
-        """Old/ref log-probs [b, T'] and advantages/coefficients [b] of the rows (zeros for a placeholder)."""
+    def _loss_constants(self, shard: TrainBatch, rows: tuple[int, ...], logp_BT1: torch.Tensor,
+                        old_logp_BT1: Optional[torch.Tensor], ref_logp_BT1: Optional[torch.Tensor]) -> dict:
+        """Old/ref log-probs [b, T'] and advantages/coefficients [b] of the rows (zeros for a placeholder).
+
+        ``old_logp_BT1`` None: the old log-probs are ``logp_BT1`` itself, detached (no behaviour pass).
+        """
+        shape = logp_BT1.shape
         if not rows:
             zeros = torch.zeros(shape, device=self.device)
             out = {"old_logp": zeros, "adv": torch.zeros(1, device=self.device),
                    "coef": torch.zeros(1, device=self.device)}
             return out | ({"ref_logp": zeros} if ref_logp_BT1 is not None else {})
         index, width = torch.tensor(rows), shape[1]
-        out = {"old_logp": old_logp_BT1[index, :width].to(self.device),
+        old = logp_BT1.detach() if old_logp_BT1 is None else old_logp_BT1[index, :width].to(self.device)
+        out = {"old_logp": old,
                "adv": shard.adv_B[index].float().to(self.device),
                "coef": shard.entropy_coef_B[index].float().to(self.device)}
         if ref_logp_BT1 is not None:
@@ -361,3 +386,9 @@ class Learner:
 
 def _add(totals: dict[str, float], key: str, value: float) -> None:
     totals[key] = totals.get(key, 0.0) + value
+
+
+def _write_rows(out_BT1: torch.Tensor, rows: tuple[int, ...], values_bT: torch.Tensor) -> None:
+    """``out_BT1[rows, :T']`` = ``values_bT`` (detached, float32, on CPU); nothing for a placeholder."""
+    if rows:
+        out_BT1[torch.tensor(rows), :values_bT.shape[1]] = values_bT.detach().float().cpu()

@@ -33,6 +33,42 @@ class ShardInfo:
 
     sample_index: tuple[int, ...]
     num_tokens: tuple[int, ...]
+    stored_old_logp: bool = False  # the shard carries its old log-probs (TrainBatch.old_logp_BT is set)
+
+
+BEHAVIOUR_PASS_MODES = ("auto", "always")
+
+
+def needs_behaviour_pass(mode: str, num_mini_batches: int, shards: list[ShardInfo]) -> bool:
+    """Whether ``train_step`` runs the no-grad behaviour pass before its update (True), or takes the
+    old log-probs and the pre-update entropy statistics from the training forward, detached (False).
+
+    Skipping is exact only when the update is on-policy: the training forward then runs on the very
+    weights the pass would and on the same micro-batches (one mini-batch holds the whole shard in row
+    order, as ``plan_pass``), so its log-probs are the old log-probs bit for bit (ratio exactly 1) and
+    its entropies and log-probs are the pre-update ones the statistics report. Case by case:
+
+    - ``learner.behaviour_pass=always``: pass (the two-pass baseline, for benchmarks and tests).
+    - ``learner.mini_batches_per_step > 1``: pass. Mini-batch k > 0 is forwarded after k optimiser
+      steps, no longer by the policy the old log-probs and the entropy statistics are defined on.
+    - Epochs: every sample is in exactly one mini-batch of a step and there is no epochs setting, so
+      one mini-batch is one epoch of one optimiser step.
+    - Old log-probs stored in the batch on any rank: pass. They are vLLM's from sampling
+      (``learner.old_logprob_source=rollout``) or, for a UEC-RL replay update, vLLM's or the
+      learner's from when the row was first trained: the ratio is against an earlier policy.
+    - Old log-probs from the learner (``old_logprob_source=learner``, the default), UEC-RL
+      batch-buffer rows included: no pass. Rows the buffer held over were sampled by an earlier
+      policy (``TrainRow.sample.policy_version``), but under this source their old log-probs are by
+      definition the current weights' (``BatchStage``; the authors' code), which is what the
+      training forward computes; vLLM's stored ones come only with ``rollout``, the case above.
+    - A reference model (``algo.ref_kl_coef > 0``): no effect. Its log-probs come from its own frozen
+      module, in a reference-only pass when the behaviour pass is skipped.
+
+    Decided from every rank's ShardInfo, so all ranks agree (their ZeRO collectives must line up).
+    """
+    if mode not in BEHAVIOUR_PASS_MODES:
+        raise ValueError(f"behaviour_pass={mode!r}: must be one of {BEHAVIOUR_PASS_MODES}")
+    return mode == "always" or num_mini_batches > 1 or any(s.stored_old_logp for s in shards)
 
 
 def plan_pass(shards: list[ShardInfo], rank: int, micro_batch_size: int, chunk_tokens: int

@@ -3,6 +3,7 @@
 ``RolloutGroup`` (vLLM engines), ``LearnerGroup`` (DeepSpeed ranks forming one process group),
 ``RewardClient`` (the grading service actor) and ``ControllerClient`` (the named entropy-controller
 actor). Every remote call goes through a named, typed method here; no method-name strings.
+``start_groups`` starts all four roles at once and waits for them together (``wait_started``).
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import dataclasses
 import os
 import socket
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 import ray
 
@@ -25,13 +26,15 @@ CONTROLLER_NAME = "entropy_controller"
 
 
 def _options(num_cpus: float, num_gpus: float = 0.0, extra_env: Optional[dict] = None, max_restarts: int = 0,
-             resources: Optional[dict] = None, scheduling_strategy=None) -> dict:
+             resources: Optional[dict] = None, scheduling_strategy=None, label_selector: Optional[dict] = None) -> dict:
     env = actor_env() | (extra_env or {})
     # max_task_retries=0: the groups below retry a dead actor's call themselves, after re-syncing it.
     options = {"num_cpus": num_cpus, "num_gpus": num_gpus, "runtime_env": {"env_vars": env},
                "max_restarts": max_restarts, "max_task_retries": 0, "resources": dict(resources or {})}
     if scheduling_strategy is not None:
         options["scheduling_strategy"] = scheduling_strategy
+    if label_selector:  # Ray node labels the actor's node must have (Ray's own selector syntax)
+        options["label_selector"] = dict(label_selector)
     return options
 
 
@@ -47,7 +50,7 @@ def get_all(refs: list, names: list[str], timeout_s: Optional[float] = None) -> 
         wait_s = None if deadline is None else max(0.0, deadline - time.monotonic())
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=wait_s)
         if not ready:
-            raise WorkerDied(f"{', '.join(pending.values())} not started within {timeout_s:g} s "
+            raise NotStarted(f"{', '.join(pending.values())} not started within {timeout_s:g} s "
                              f"(cluster.actor_start_timeout_s); resources free in the cluster now: "
                              f"{_resources(ray.available_resources())}")
         for ref in ready:
@@ -68,6 +71,73 @@ def _resources(res: dict) -> str:
 
 class WorkerDied(RuntimeError):
     """An actor the run cannot continue without died (a learner rank, or a worker past its restarts)."""
+
+
+class NotStarted(WorkerDied):
+    """Actors not up within ``cluster.actor_start_timeout_s`` (e.g. the cluster cannot place them)."""
+
+
+@dataclasses.dataclass
+class Starting:
+    """The calls a group sent to start its actors, not waited for yet (``wait_started`` does).
+
+    ``ready``: (ObjectRef, actor name), one per actor, done once it is constructed; bounded by
+    ``cluster.actor_start_timeout_s``. ``setup``: calls queued behind them (the learner's process
+    group and model), unbounded. ``hint``: more words for a start timeout, or "".
+    """
+
+    ready: list
+    setup: list = dataclasses.field(default_factory=list)
+    hint: Callable[[], str] = lambda: ""
+
+
+def wait_started(groups: list, timeout_s: float) -> None:
+    """Wait for the start calls of all ``groups`` together: every actor constructed within ``timeout_s``
+    of now (a ``NotStarted`` names those that are not, and what the cluster has free), then every
+    set-up call (a failure names its actor: ``learner-rank-1 died: ...``). The groups start
+    concurrently, so the run waits for the slowest role, not for the sum of them. On any failure
+    every group is shut down (actors still waiting for resources would otherwise stay queued)."""
+    try:
+        ready = [x for g in groups for x in g.starting.ready]
+        try:
+            get_all([ref for ref, _ in ready], [name for _, name in ready], timeout_s=timeout_s)
+        except NotStarted as err:
+            hints = [h for h in (g.starting.hint() for g in groups) if h]
+            raise NotStarted("; ".join([str(err), *hints])) from err
+        setup = [x for g in groups for x in g.starting.setup]
+        get_all([ref for ref, _ in setup], [name for _, name in setup])
+    except BaseException:
+        shutdown_all(groups)
+        raise
+
+
+def shutdown_all(groups: list) -> None:
+    """``shutdown()`` of every group, each even if an earlier one fails (a dead actor)."""
+    for g in groups:
+        try:
+            g.shutdown()
+        except Exception as err:  # noqa: BLE001 - the error that stopped the start is the one to raise
+            print(f"[rlsys] shutdown of {type(g).__name__} after a failed start: {err}", flush=True)
+
+
+def start_groups(cfg: Config, model_path: str, loss_spec: LossSpec
+                 ) -> tuple["RolloutGroup", "RewardClient", "LearnerGroup", "ControllerClient"]:
+    """Every role of a run started at once: the actors of all four are created without waiting, then
+    ``wait_started`` waits for all of them within ``cluster.actor_start_timeout_s``. Returns
+    (rollout, reward, learner, controller)."""
+    timeout_s = cfg.cluster.actor_start_timeout_s
+    groups: list = []
+    try:  # the slowest to start first: the engines, then the learner ranks
+        groups.append(RolloutGroup(cfg.rollout, model_path, cfg.model.dtype, timeout_s, wait=False))
+        groups.append(LearnerGroup(cfg.learner, model_path, loss_spec, cfg.model.dtype, timeout_s, wait=False))
+        groups.append(RewardClient(cfg.reward, timeout_s, wait=False))
+        groups.append(ControllerClient(cfg, wait=False))
+    except BaseException:
+        shutdown_all(groups)
+        raise
+    wait_started(groups, timeout_s)
+    rollout, learner, reward, controller = groups
+    return rollout, reward, learner, controller
 
 
 def _first_line(err: Exception) -> str:
@@ -151,19 +221,19 @@ class RolloutGroup:
     The last pushed weights stay in the object store for that until the next push replaces them.
     """
 
-    def __init__(self, cfg: RolloutConfig, model_path: str, dtype: str, restart_timeout_s: float = 600.0):
+    def __init__(self, cfg: RolloutConfig, model_path: str, dtype: str, restart_timeout_s: float = 600.0,
+                 wait: bool = True):
+        """Creates the engine actors; waits for them unless ``wait=False`` (then ``wait_started`` does)."""
         env = {"VLLM_CPU_KVCACHE_SPACE": str(cfg.kv_cache_space_gb)}
         Engine = _rollout_actor_class()
-        options = _options(cfg.num_cpus_per_worker, cfg.num_gpus_per_worker, env, cfg.max_restarts, cfg.resources)
+        options = _options(cfg.num_cpus_per_worker, cfg.num_gpus_per_worker, env, cfg.max_restarts, cfg.resources,
+                           label_selector=cfg.label_selector)
         self.workers = [Engine.options(**options).remote(cfg, model_path, i, dtype) for i in range(cfg.num_workers)]
         self.restarter = Restarter("rollout", cfg.max_restarts, restart_timeout_s)
         self._weights: Optional[tuple] = None  # (ObjectRef of the last pushed weights, its policy version)
-        names = [f"rollout-{i}" for i in range(len(self.workers))]
-        try:
-            get_all([w.__ray_ready__.remote() for w in self.workers], names, timeout_s=restart_timeout_s)
-        except WorkerDied:
-            self.shutdown()  # actors still waiting for resources would otherwise stay queued
-            raise
+        self.starting = Starting(ready=[(w.__ray_ready__.remote(), f"rollout-{i}") for i, w in enumerate(self.workers)])
+        if wait:
+            wait_started([self], restart_timeout_s)
 
     def generate(self, requests: list[SamplingRequest], policy_version: int) -> RolloutBatch:
         """Balance requests (by sample count) over workers; one generate call per worker."""
@@ -242,6 +312,10 @@ def _learner_actor_class():
                 port = s.getsockname()[1]
             return ray.util.get_node_ip_address(), port
 
+        def setup_at(self, rank: int, world_size: int, address: tuple[str, int]) -> None:
+            """``setup`` at rank 0's ``rendezvous_address`` (an ObjectRef argument Ray resolves first)."""
+            self.setup(rank, world_size, *address)
+
         def set_policy_version(self, version: int) -> None:
             self.policy_version = version
 
@@ -255,23 +329,30 @@ class LearnerGroup:
     """``learner.num_ranks`` DeepSpeed ranks forming one torch.distributed group."""
 
     def __init__(self, cfg: LearnerConfig, model_path: str, loss_spec: LossSpec, dtype: str,
-                 start_timeout_s: float = 600.0):
+                 start_timeout_s: float = 600.0, wait: bool = True):
+        """Reserves the placement group, creates the ranks and queues their setup (process group, model,
+        DeepSpeed engine) behind rank 0's rendezvous address, all without blocking; then waits for it
+        unless ``wait=False`` (then ``wait_started`` does, together with the other roles)."""
         Rank = _learner_actor_class()
         env = {"DS_ACCELERATOR": "cpu"} if cfg.num_gpus_per_rank == 0 else {}
+        self.cfg = cfg
         self.names = [f"learner-rank-{i}" for i in range(cfg.num_ranks)]
-        self.placement_group = _placement_group(cfg, self.names, start_timeout_s)
+        self.placement_group = _placement_group(cfg)
+        # In a placement group the bundles carry the label selector; without one, each rank does.
+        selector = cfg.label_selector if self.placement_group is None else None
         self.ranks = [Rank.options(**_options(cfg.num_cpus_per_rank, cfg.num_gpus_per_rank, env, resources=cfg.resources,
-                                              scheduling_strategy=self._strategy(i)))
+                                              scheduling_strategy=self._strategy(i), label_selector=selector))
                       .remote(i, cfg, model_path, loss_spec, dtype) for i in range(cfg.num_ranks)]
-        try:
-            get_all([r.__ray_ready__.remote() for r in self.ranks], self.names, timeout_s=start_timeout_s)
-        except WorkerDied:
-            self.shutdown()  # ranks still waiting for resources would otherwise stay queued
-            raise
-        addr, port = get_all([self.ranks[0].rendezvous_address.remote()], self.names[:1])[0]
-        get_all([r.setup.remote(i, len(self.ranks), addr, port) for i, r in enumerate(self.ranks)], self.names)
+        # rank 0's readiness call is its rendezvous address, which every rank's setup takes as its argument
+        address = self.ranks[0].rendezvous_address.remote()
+        ready = [address] + [r.__ray_ready__.remote() for r in self.ranks[1:]]
+        setup = [r.setup_at.remote(i, len(self.ranks), address) for i, r in enumerate(self.ranks)]
+        self.starting = Starting(ready=list(zip(ready, self.names)), setup=list(zip(setup, self.names)),
+                                 hint=self._placement_hint)
         self.policy_version = 0
         self.model_path = model_path
+        if wait:
+            wait_started([self], start_timeout_s)
 
     def train_step(self, batch: TrainBatch) -> LearnerStats:
         shards = shard(batch, len(self.ranks))
@@ -333,6 +414,14 @@ class LearnerGroup:
         get_all([r.load_checkpoint.remote(path) for r in self.ranks], self.names)
         self.set_policy_version(policy_version)
 
+    def _placement_hint(self) -> str:
+        """For a start timeout: what the ranks' placement group asked for, while it is not placed."""
+        pg = self.placement_group
+        if pg is None or ray.wait([pg.ready()], timeout=0)[0]:
+            return ""
+        return (f"the placement group of {', '.join(self.names)} asked for {len(self.names)} x "
+                f"{_resources(_bundle(self.cfg))} (learner.placement={self.cfg.placement})")
+
     def _strategy(self, index: int):
         if self.placement_group is None:
             return None
@@ -348,22 +437,20 @@ class LearnerGroup:
             self.placement_group = None
 
 
-def _placement_group(cfg: LearnerConfig, names: list[str], timeout_s: float):
+def _placement_group(cfg: LearnerConfig):
     """The ranks' placement group (``learner.placement``: one bundle per rank, PACK keeps them on as few
-    nodes as possible, SPREAD across nodes), reserved before any rank starts; None for ``none``."""
+    nodes as possible, SPREAD across nodes), requested without waiting: a rank scheduled into it starts
+    once it is placed. None for ``none``."""
     if cfg.placement == "none":
         return None
+    labels = {"bundle_label_selector": [dict(cfg.label_selector)] * cfg.num_ranks} if cfg.label_selector else {}
+    return ray.util.placement_group([_bundle(cfg) for _ in range(cfg.num_ranks)], strategy=cfg.placement.upper(),
+                                    **labels)
+
+
+def _bundle(cfg: LearnerConfig) -> dict[str, float]:
     bundle = {"CPU": cfg.num_cpus_per_rank, "GPU": cfg.num_gpus_per_rank, **cfg.resources}
-    bundle = {k: v for k, v in bundle.items() if v > 0} or {"CPU": 0.001}  # Ray refuses empty bundles
-    pg = ray.util.placement_group([dict(bundle) for _ in names], strategy=cfg.placement.upper())
-    ready, _ = ray.wait([pg.ready()], timeout=timeout_s)
-    if not ready:
-        ray.util.remove_placement_group(pg)
-        raise WorkerDied(f"{', '.join(names)} not started within {timeout_s:g} s (cluster.actor_start_timeout_s); "
-                         f"resources free in the cluster now: {_resources(ray.available_resources())}; their "
-                         f"placement group asked for {len(names)} x {_resources(bundle)} "
-                         f"(learner.placement={cfg.placement})")
-    return pg
+    return {k: v for k, v in bundle.items() if v > 0} or {"CPU": 0.001}  # Ray refuses empty bundles
 
 
 def merge_learner_stats(per_rank: list[LearnerStats]) -> LearnerStats:
@@ -385,7 +472,8 @@ class RewardClient:
     batch is split over them by prompt and graded concurrently. A crashed service actor is restarted
     by Ray (``reward.max_restarts``) and its share of the batch is graded again."""
 
-    def __init__(self, cfg: RewardConfig, restart_timeout_s: float = 600.0):
+    def __init__(self, cfg: RewardConfig, restart_timeout_s: float = 600.0, wait: bool = True):
+        """Creates the service actors (each starts its grading processes); waits for them unless ``wait=False``."""
         from rlsys.reward.service import RewardService
 
         class RewardActor(RewardService):
@@ -400,10 +488,14 @@ class RewardClient:
                 return f"reward-{self.index}"
 
         Service = ray.remote(RewardActor)
-        options = _options(cfg.num_cpus, max_restarts=cfg.max_restarts, resources=cfg.resources)
+        options = _options(cfg.num_cpus, max_restarts=cfg.max_restarts, resources=cfg.resources,
+                           label_selector=cfg.label_selector)
         self.actors = [Service.options(**options).remote(i, cfg.num_workers, cfg.timeout_s, cfg.verifier_paths)
                        for i in range(cfg.num_actors)]
         self.restarter = Restarter("reward", cfg.max_restarts, restart_timeout_s)
+        self.starting = Starting(ready=[(a.__ray_ready__.remote(), f"reward-{i}") for i, a in enumerate(self.actors)])
+        if wait:
+            wait_started([self], restart_timeout_s)
 
     def score(self, rollout: RolloutBatch) -> ScoredBatch:
         """Grade the batch, the prompts split evenly over the actors (a prompt's samples stay together)."""
@@ -485,10 +577,13 @@ class _ControllerHost:
 class ControllerClient:
     """The central entropy-controller actor, named ``entropy_controller`` in the run's namespace."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, wait: bool = True):
         Host = ray.remote(_ControllerHost)
         self.actor = Host.options(name=CONTROLLER_NAME, num_cpus=0).remote(
             cfg.entropy_control, cfg.rollout.samples_per_prompt, cfg.data.prompts_per_step, cfg.rollout.temperature)
+        self.starting = Starting(ready=[(self.actor.__ray_ready__.remote(), CONTROLLER_NAME)])
+        if wait:
+            wait_started([self], cfg.cluster.actor_start_timeout_s)
 
     def observe(self, stats: list[PromptStats], policy_version: int) -> ControlDirectives:
         return ray.get(self.actor.observe.remote(stats, policy_version))

@@ -166,6 +166,33 @@ def check_resources(cfg: Config) -> None:
     if short:
         raise ConfigError("custom Ray resources missing: " + "; ".join(short) + " (start nodes with "
                           "`ray start --resources '{\"NAME\": N}'`, or change the role's resources key)")
+    selectors = (cfg.rollout.label_selector, cfg.reward.label_selector, cfg.learner.label_selector)
+    unmatched = unmatched_label_selectors(cfg, [n.get("Labels") or {} for n in ray.nodes() if n.get("Alive")]
+                                          ) if any(selectors) else []
+    if unmatched:
+        raise ConfigError("no node has the labels " + "; ".join(unmatched) + " (start nodes with "
+                          "`ray start --labels key=value`, or change the role's label_selector)")
+
+
+def unmatched_label_selectors(cfg: Config, node_labels: list[dict[str, str]]) -> list[str]:
+    """The roles' label selectors that no node (given by its labels) satisfies, each with its key."""
+    roles = (("rollout.label_selector", cfg.rollout.label_selector), ("reward.label_selector", cfg.reward.label_selector),
+             ("learner.label_selector", cfg.learner.label_selector))
+    seen = sorted({f"{k}={v}" for labels in node_labels for k, v in labels.items() if not k.startswith("ray.io/")})
+    return [f"{key}={dict(selector)} (the nodes' labels: {', '.join(seen) or 'none'})" for key, selector in roles
+            if selector and not any(selector_matches(selector, labels) for labels in node_labels)]
+
+
+def selector_matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    """Ray's label-selector semantics: ``v`` equals, ``!v`` differs (or is absent), ``in(a,b)`` one of,
+    ``!in(a,b)`` none of (or absent)."""
+    for key, wanted in selector.items():
+        negated, body = wanted.startswith("!"), wanted.removeprefix("!")
+        allowed = ({x.strip() for x in body[3:-1].split(",")} if body.startswith("in(") and body.endswith(")")
+                   else {body})
+        if (labels.get(key) in allowed) == negated:
+            return False
+    return True
 
 
 def custom_resources_needed(cfg: Config) -> dict[str, tuple[float, str]]:

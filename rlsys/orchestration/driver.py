@@ -24,7 +24,7 @@ from rlsys.metrics.plots import write_plots
 from rlsys.metrics.tensorboard import TensorBoardSink
 from rlsys.models.resolve import write_hf_model
 from rlsys.orchestration import checkpoint, cluster
-from rlsys.orchestration.actors import ControllerClient, LearnerGroup, RewardClient, RolloutGroup
+from rlsys.orchestration.actors import ControllerClient, LearnerGroup, RewardClient, RolloutGroup, start_groups
 from rlsys.orchestration.preflight import RunPlan, check_run
 from rlsys.orchestration.ray_metrics import RayMetricsSink
 from rlsys.orchestration.batching import BatchStage
@@ -80,11 +80,7 @@ def advantage_spec(cfg: Config) -> AdvantageSpec:
 
 def start_workers(cfg: Config, model_path: str) -> Workers:
     cluster.check_resources(cfg)
-    restart_timeout_s = cfg.cluster.actor_start_timeout_s
-    controller = ControllerClient(cfg)
-    reward = RewardClient(cfg.reward, restart_timeout_s)
-    learner = LearnerGroup(cfg.learner, model_path, loss_spec(cfg), cfg.model.dtype, restart_timeout_s)
-    rollout = RolloutGroup(cfg.rollout, model_path, cfg.model.dtype, restart_timeout_s)
+    rollout, reward, learner, controller = start_groups(cfg, model_path, loss_spec(cfg))  # all roles at once
     return Workers(rollout=rollout, reward=reward, learner=learner, controller=controller)
 
 

@@ -1,5 +1,5 @@
 """`ray job submit --working-dir . -- rlsys train ...` against a running two-node cluster with Ray's
-token authentication left on, as the README shows it: roles placed on nodes by custom resources,
+token authentication left on, as the README shows it: roles placed on nodes by custom resources and node labels,
 checked from Ray's state API; the run's metrics read from Ray's Prometheus export while it runs.
 """
 from __future__ import annotations
@@ -34,8 +34,9 @@ def run(cmd, env, timeout=600, check=True):
 
 @pytest.fixture()
 def two_nodes(tmp_path):
-    """A head node offering the custom resource ``learner_node`` and a second node, started with
-    ``ray start --address``, offering ``rollout_node``; both on 127.0.0.1, token auth on. Yields
+    """A head node labelled ``rlsys-role=learner`` and a second node, started with ``ray start --address``,
+    labelled ``rlsys-role=rollout`` and offering the custom resource ``rollout_node``; both on 127.0.0.1,
+    token auth on. Yields
     (env, dashboard URL, Prometheus export URL of the head)."""
     env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}", "DS_ACCELERATOR": "cpu",
                         "VLLM_CPU_KVCACHE_SPACE": "1", "RAY_ADDRESS": ""}
@@ -49,11 +50,12 @@ def two_nodes(tmp_path):
     node_ports.release()
     try:
         run([str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
-             "--num-cpus", "2", "--resources", json.dumps({"learner_node": 2}), "--dashboard-host", "127.0.0.1",
+             "--num-cpus", "2", "--labels", "rlsys-role=learner", "--dashboard-host", "127.0.0.1",
              "--dashboard-port", str(dash), "--ray-client-server-port", str(head_ports.port(2)),
              *ray_start_port_args(head_ports), "--disable-usage-stats", "--temp-dir", temp_dir], env, timeout=180)
         run([str(BIN / "ray"), "start", "--address", f"127.0.0.1:{gcs}", "--node-ip-address", "127.0.0.1",
-             "--num-cpus", "2", "--resources", json.dumps({"rollout_node": 2}), *ray_start_port_args(node_ports),
+             "--num-cpus", "2", "--resources", json.dumps({"rollout_node": 2}), "--labels", "rlsys-role=rollout",
+             *ray_start_port_args(node_ports),
              "--disable-usage-stats"], env | {"RAY_AUTH_MODE": "token"}, timeout=180)  # joins with the token
     except BaseException:
         stop_cluster(temp_dir)
@@ -102,7 +104,7 @@ def scrape(url: str) -> dict[str, list[tuple[str, float]]]:
     return found
 
 
-def test_two_node_job_places_roles_by_resource_and_exports_metrics(two_nodes, tmp_path):
+def test_two_node_job_places_roles_by_resource_and_label_and_exports_metrics(two_nodes, tmp_path):
     env, address, metrics_url = two_nodes
     token = run([str(BIN / "ray"), "get-auth-token"], env).stdout.strip()
     auth = env | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
@@ -111,7 +113,8 @@ def test_two_node_job_places_roles_by_resource_and_exports_metrics(two_nodes, tm
               "rlsys", "train", "configs/demo.yaml", "trainer.total_steps=2", f"trainer.run_dir={run_dir}",
               "rollout.num_workers=1", "learner.num_ranks=2", "data.prompts_per_step=4",
               "rollout.samples_per_prompt=4", "data.num_eval=4", "trainer.eval_samples=1",
-              "rollout.resources={rollout_node: 1}", "learner.resources={learner_node: 1}",
+              "rollout.resources={rollout_node: 1}", "learner.label_selector={rlsys-role: learner}",
+              "reward.label_selector={rlsys-role: '!learner'}",
               "learner.placement=pack", f"model.cache_dir={REPO / '.cache' / 'rlsys'}"]
     # Without the token the cluster refuses the job.
     no_token = {k: v for k, v in env.items() if k != "RAY_AUTH_TOKEN"} | {
@@ -157,14 +160,16 @@ def test_two_node_job_places_roles_by_resource_and_exports_metrics(two_nodes, tm
         logged = {r[key] for r in rows if key in r}
         assert any(abs(value - v) <= 1e-6 * max(1.0, abs(v)) for v in logged), (name, value, logged)
 
-    # Placement, from Ray's state API: the engine on the rollout node, both ranks on the learner node.
-    nodes = {n["node_id"]: n["resources_total"] for n in ray_list("nodes", address, auth)}
+    # Placement, from Ray's state API: the engine on the node with the rollout_node resource, both ranks
+    # on the node labelled learner (a placement group with a bundle label selector), the reward actor
+    # on a node not labelled learner.
+    nodes = {n["node_id"]: n["resources_total"] | (n.get("labels") or {}) for n in ray_list("nodes", address, auth)}
     actors = ray_list("actors", address, auth)
     where = {a["repr_name"]: nodes[a["node_id"]] for a in actors if a.get("repr_name")}
     assert {n for n in where if n.startswith(("rollout-", "learner-rank-"))} == {
         "rollout-0", "learner-rank-0", "learner-rank-1"}, where
     assert all("rollout_node" in where[n] for n in where if n.startswith("rollout-"))
-    assert all("learner_node" in where[n] for n in where if n.startswith("learner-rank-"))
+    assert all(where[n].get("rlsys-role") == "learner" for n in where if n.startswith("learner-rank-")), where
     controllers = [a for a in actors if a.get("name") == "entropy_controller"]
     assert [(a["name"], a["ray_namespace"]) for a in controllers] == [("entropy_controller", "rlsys")]
-    assert "reward-0" in where
+    assert "reward-0" in where and where["reward-0"].get("rlsys-role") == "rollout", where

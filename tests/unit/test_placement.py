@@ -74,3 +74,43 @@ def test_a_batch_split_over_reward_actors_grades_as_one(n):
 def test_an_empty_batch_splits_into_one_empty_share():
     shards, positions = split_by_prompt(RolloutBatch(prompts=(), samples=(), policy_version=0), 4)
     assert len(shards) == 1 and positions == [[]]
+
+
+def test_roles_take_node_label_selectors_in_rays_syntax():
+    cfg = load_config(DEMO, ["rollout.label_selector={role: inference}", "reward.label_selector={zone: 'in(a, b)'}",
+                             "learner.label_selector={ray.io/accelerator-type: '!A100'}"])
+    cfg.validate()
+    assert cfg.rollout.label_selector == {"role": "inference"}
+    for bad, named in [("rollout.label_selector={'no spaces': x}", "rollout.label_selector"),
+                       ("reward.label_selector={role: 'in(a,'}", "reward.label_selector.role"),
+                       ("learner.label_selector={role: ''}", "learner.label_selector.role")]:
+        with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+            load_config(DEMO, [bad]).validate()
+
+
+@pytest.mark.parametrize("selector, labels, expected", [
+    ({"role": "inference"}, {"role": "inference"}, True),
+    ({"role": "inference"}, {"role": "training"}, False),
+    ({"role": "inference"}, {}, False),
+    ({"role": "!inference"}, {}, True),
+    ({"role": "!inference"}, {"role": "inference"}, False),
+    ({"zone": "in(a, b)"}, {"zone": "b"}, True),
+    ({"zone": "in(a,b)"}, {"zone": "c"}, False),
+    ({"zone": "!in(a,b)"}, {"zone": "c"}, True),
+    ({"zone": "!in(a,b)"}, {"zone": "a"}, False),
+    ({"role": "inference", "zone": "a"}, {"role": "inference", "zone": "b"}, False),
+])
+def test_selector_matching_follows_rays_semantics(selector, labels, expected):
+    from rlsys.orchestration.cluster import selector_matches
+
+    assert selector_matches(selector, labels) is expected
+
+
+def test_a_selector_no_node_satisfies_is_named_with_the_labels_nodes_have():
+    from rlsys.orchestration.cluster import unmatched_label_selectors
+
+    cfg = load_config(DEMO, ["rollout.label_selector={role: inference}", "learner.label_selector={role: training}"])
+    nodes = [{"role": "inference", "ray.io/node-id": "abc"}, {"zone": "a"}]
+    assert unmatched_label_selectors(cfg, nodes) == [
+        "learner.label_selector={'role': 'training'} (the nodes' labels: role=inference, zone=a)"]
+    assert unmatched_label_selectors(load_config(DEMO), nodes) == []
