@@ -17,13 +17,18 @@ from rlsys.learner.forward import chunks_needed, response_logp_and_entropy
 V = 40
 
 
-@pytest.fixture(scope="module")
-def model():
+def tiny_qwen2() -> Qwen2ForCausalLM:
+    """A seeded 2-layer Qwen2 with vocabulary V, in eval mode (the learner tests' model)."""
     torch.manual_seed(0)
     cfg = Qwen2Config(vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                       tie_word_embeddings=False)
     return Qwen2ForCausalLM(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_qwen2()
 
 
 def batch():

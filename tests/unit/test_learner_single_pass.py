@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from rlsys.algo.loss import LossSpec, policy_loss
 from rlsys.learner.forward import response_logp_and_entropy
 from rlsys.learner.plan import ShardInfo, needs_behaviour_pass, plan_pass, plan_update
+from tests.unit.test_learner_forward import V, tiny_qwen2
 
-V = 40
 DEMO = str(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml")
 # 5 samples dealt round-robin to 2 ranks (as tests/unit/test_learner_plan.py)
 SHARDS = [ShardInfo(sample_index=(0, 2, 4), num_tokens=(3, 0, 2)),
@@ -65,11 +64,7 @@ def test_one_mini_batch_has_the_micro_batches_of_the_behaviour_pass(micro_batch_
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                      tie_word_embeddings=False)
-    return Qwen2ForCausalLM(cfg).eval()
+    return tiny_qwen2()
 
 
 def micro_batch():
