@@ -56,13 +56,14 @@ def controller_config(name: str, P: int, G: int):
 
 def regular_samples(cfg) -> int:
     """Samples per prompt of the regular pass, as the driver draws them (HORA's probe is smaller)."""
-    ec = cfg.entropy_control
-    return ec.hora_n_probe if ec.controller == "hora" else cfg.rollout.samples_per_prompt
+    from rlsys.orchestration.driver import regular_samples_per_prompt
+
+    return regular_samples_per_prompt(cfg)
 
 
-def make_stats(P: int, n: int, seed: int, policy_version: int = 7) -> list:
+def make_stats(P: int, n: int, seed: int) -> list:
     """P PromptStats of n samples each: group accuracy p_q ~ Beta(0.5, 0.5) (many all-wrong and all-right
-    groups, as in RLVR), n_correct ~ Bin(n, p_q), entropies for 90% of prompts (the rest unseen: None)."""
+    groups, as in RLVR), n_correct ~ Bin(n, p_q)."""
     import numpy as np
 
     from rlsys.types import PromptStats
@@ -70,19 +71,8 @@ def make_stats(P: int, n: int, seed: int, policy_version: int = 7) -> list:
     rng = np.random.default_rng(seed)
     p_P = rng.beta(0.5, 0.5, P)
     correct_P = rng.binomial(n, p_P)
-    trunc_P = rng.binomial(n, 0.03, P)
-    len_P = rng.uniform(40.0, 2000.0, P)
-    ent_P = rng.lognormal(np.log(0.5), 0.6, P)
-    seen_P = rng.random(P) >= 0.1
-    out = []
-    for q in range(P):
-        mean = int(correct_P[q]) / n
-        out.append(PromptStats(prompt_id=f"arith-{seed}-{q:06d}", n_samples=n, n_correct=int(correct_P[q]),
-                               mean_reward=mean, reward_std=(mean * (1.0 - mean)) ** 0.5,
-                               mean_resp_len=float(len_P[q]), trunc_frac=int(trunc_P[q]) / n,
-                               token_entropy_mean=float(ent_P[q]) if seen_P[q] else None,
-                               policy_version=policy_version))
-    return out
+    return [PromptStats(prompt_id=f"arith-{seed}-{q:06d}", n_samples=n, n_correct=int(correct_P[q]))
+            for q in range(P)]
 
 
 def summary(times: list[float]) -> dict:

@@ -1,9 +1,8 @@
-"""Benchmark: chunked log-prob + entropy (recompute in backward) vs the naive full-logits path.
+"""Benchmark: the learner's chunked log-prob + entropy (checkpointed LM-head chunks) vs the naive full-logits path.
 
 Baseline ``naive``: ``logits = hidden @ W.T / T`` materialised as float32 [N, V], then
-``logp_and_entropy_from_logits``. Contenders: ``chunked`` (``logp_and_entropy_chunked``) and
-``forward_ckpt`` (``rlsys.learner.forward.response_logp_and_entropy`` with a pass-through decoder,
-i.e. checkpointed LM-head chunks). Each (method, size) runs forward+backward in a fresh child
+``logp_and_entropy_from_logits``. Contender: ``forward_ckpt`` (``rlsys.learner.forward.response_logp_and_entropy``
+with a pass-through decoder, i.e. the learner's checkpointed LM-head chunks). Each (method, size) runs forward+backward in a fresh child
 process, which reports its peak-RSS increase (``ru_maxrss``) and fastest time; the parent reports
 the ratios contender/naive. Must not import ray, vllm or deepspeed.
 Usage: ``python benchmarks/bench_entropy.py [--quick]``.
@@ -19,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # for `common` when ru
 
 H, CHUNK, TEMPERATURE = 256, 256, 0.7
 SIZES = [(512, 8192), (512, 32768), (2048, 8192), (2048, 32768)]  # (N tokens, V vocab)
-METHODS = ["naive", "chunked", "forward_ckpt"]
+METHODS = ["naive", "forward_ckpt"]
 BASELINE = "naive"
 
 
@@ -58,16 +57,12 @@ def _loss_fn(method: str, hidden_NH, weight_VH, target_N):
 
     import torch
 
-    from rlsys.algo.entropy import logp_and_entropy_chunked, logp_and_entropy_from_logits
+    from rlsys.algo.entropy import logp_and_entropy_from_logits
     from rlsys.learner.forward import response_logp_and_entropy
 
     def naive():
         logits_NV = hidden_NH @ weight_VH.t() / TEMPERATURE
         logp_N, entropy_N = logp_and_entropy_from_logits(logits_NV, target_N)
-        return logp_N.mean() + entropy_N.mean()
-
-    def chunked():
-        logp_N, entropy_N = logp_and_entropy_chunked(hidden_NH, weight_VH, target_N, TEMPERATURE, CHUNK)
         return logp_N.mean() + entropy_N.mean()
 
     def forward_ckpt():
@@ -80,7 +75,7 @@ def _loss_fn(method: str, hidden_NH, weight_VH, target_N):
             model, ids_BT, torch.ones_like(ids_BT), torch.tensor([TEMPERATURE]), CHUNK)
         return logp_BT1.mean() + entropy_BT1.mean()
 
-    return {"naive": naive, "chunked": chunked, "forward_ckpt": forward_ckpt}[method]
+    return {"naive": naive, "forward_ckpt": forward_ckpt}[method]
 
 
 def child(method: str, N: int, V: int, repeats: int) -> dict:

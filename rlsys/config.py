@@ -17,6 +17,8 @@ from typing import Any, Literal, Optional
 
 import yaml
 
+from rlsys.types import CORRECT_THRESHOLD
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -92,14 +94,36 @@ class LearnerConfig:
     seed: int = 0
 
 
+# Names the pure modules define, mirrored here because validation runs before torch is imported
+# (tests/unit/test_config.py checks each against its source).
+ADVANTAGE_MODES = ("grpo_std", "mean_only", "asym_power", "sign")  # keys of rlsys.algo.advantages.ADVANTAGE_MODES
+BINARISING_ADVANTAGE_MODES = ("asym_power", "sign")  # rlsys.algo.advantages.BINARISING_MODES
+AsymNonbinary = Literal["binarise", "grpo"]  # rlsys.algo.advantages.NONBINARY_RULES
+AEREntropyPopulation = Literal["all", "regularised"]  # what rlsys.control.aer averages H_0 and H_k over
+LOSS_AGG_MODES = ("token_mean", "seq_mean_token_mean", "seq_sum_const")  # keys of rlsys.algo.aggregate.AGG_MODES
+
+
+def overlong_window(max_new_tokens: int, cache_len: int = 0, cache_frac: float = 0.0) -> int:
+    """DAPO's L_cache in tokens (docs/algorithms.md#dapo): ``cache_len`` when > 0, else
+    max(1, round(cache_frac * max_new_tokens)) when ``cache_frac`` > 0 (Python's round: a half goes to
+    the even integer), else 0 (no shaping). Both set is refused."""
+    if cache_len > 0 and cache_frac > 0:
+        raise ValueError(f"overlong window: cache_len={cache_len} and cache_frac={cache_frac} both set; set one")
+    if cache_len > 0:
+        return int(cache_len)
+    return max(1, round(cache_frac * max_new_tokens)) if cache_frac > 0 else 0
+
+
 @dataclass(frozen=True)
 class AlgoConfig:
     name: str = "grpo"  # preset name, recorded for the logs
-    advantage: str = "grpo_std"  # grpo_std | mean_only | asym_power | sign
+    advantage: str = "grpo_std"  # a key of rlsys.algo.advantages.ADVANTAGE_MODES: grpo_std | mean_only | asym_power | sign
     adv_std_ddof: int = 0  # 0: population std, 1: unbiased (torch.std default)
     asym_beta_pos: float = 0.9  # AsymGRPO exponent for correct samples
     asym_beta_neg: float = 0.4  # AsymGRPO exponent for wrong samples
-    loss_agg: str = "token_mean"  # token_mean | seq_mean_token_mean | seq_sum_const
+    asym_threshold: float = CORRECT_THRESHOLD  # asym_power/sign: a reward >= this counts as correct, in (0, 1]
+    asym_nonbinary: AsymNonbinary = "binarise"  # asym_power/sign, group with a reward outside {0,1}: binarise | grpo (its GRPO advantage)
+    loss_agg: str = "token_mean"  # a key of rlsys.algo.aggregate.AGG_MODES: token_mean | seq_mean_token_mean | seq_sum_const
     seq_sum_const_len: int = 0  # L_c for seq_sum_const (0 -> rollout.max_new_tokens)
     eps_low: float = 0.2  # lower clip range
     eps_high: float = 0.2  # upper clip range (0.28 = DAPO clip-higher)
@@ -110,7 +134,8 @@ class AlgoConfig:
     clip_cov_ub: float = 5.0  # Clip-Cov omega_hi
     kl_cov_ratio: float = 0.0  # KL-Cov fraction kappa of tokens penalised (0 = off)
     kl_cov_coef: float = 1.0  # KL-Cov beta_kl
-    overlong_cache_len: int = 0  # DAPO soft overlong window L_cache (0 = off)
+    overlong_cache_len: int = 0  # DAPO soft overlong window L_cache in tokens (0 = off, or from overlong_cache_frac)
+    overlong_cache_frac: float = 0.0  # DAPO window as a fraction of rollout.max_new_tokens (0 = off; dapo preset 0.2)
     dynamic_sampling: bool = False  # DAPO: drop groups with p in {0,1} and refill
     dynamic_sampling_max_rounds: int = 4  # refill rounds before reporting exhaustion
 
@@ -134,6 +159,7 @@ class EntropyControlConfig:
     aer_alpha_max: float = 1e-2  # AER: alpha_max
     aer_update: str = "additive"  # AER: additive | log
     aer_warmup_batches: int = 1  # AER: batches averaged into H_0
+    aer_entropy_population: AEREntropyPopulation = "all"  # AER: tokens H_0 and H_k average over: all | regularised (prompts with w(p) > 0)
     uec_extra_samples: int = 20  # UEC-RL: G'
     uec_extra_temperature: float = 1.2  # UEC-RL: T'
     uec_replay_size: float = 2.0  # UEC-RL: replay capacity in units of P*G
@@ -397,14 +423,13 @@ def _learner_problems(c: Config) -> list[str]:
 def _algo_problems(c: Config) -> list[str]:
     a, p = c.algo, []
     p += _non_empty("algo.name", a.name)
-    p += _one_of("algo.advantage", a.advantage, {"grpo_std", "mean_only", "asym_power", "sign"})
+    p += _advantage_problems(c)
     p += _one_of("algo.adv_std_ddof", a.adv_std_ddof, {0, 1})
-    p += _one_of("algo.loss_agg", a.loss_agg, {"token_mean", "seq_mean_token_mean", "seq_sum_const"})
+    p += _one_of("algo.loss_agg", a.loss_agg, set(LOSS_AGG_MODES))
     p += _positive("algo.seq_sum_const_len", a.seq_sum_const_len, allow_zero=True)
     p += _within("algo.eps_low", a.eps_low, 0, 1, "()")  # the ratio's lower clip 1 - eps_low must stay > 0
     p += _positive("algo.eps_high", a.eps_high)
-    for key in ("dual_clip_c", "ref_kl_coef", "asym_beta_pos", "asym_beta_neg", "overlong_cache_len",
-                "kl_cov_coef"):
+    for key in ("dual_clip_c", "ref_kl_coef", "asym_beta_pos", "asym_beta_neg", "kl_cov_coef"):
         p += _positive(f"algo.{key}", getattr(a, key), allow_zero=True)
     p += _within("algo.clip_cov_ratio", a.clip_cov_ratio, 0, 1)
     p += _within("algo.kl_cov_ratio", a.kl_cov_ratio, 0, 1)
@@ -414,9 +439,43 @@ def _algo_problems(c: Config) -> list[str]:
         p.append(f"algo.dual_clip_c={a.dual_clip_c}: must be > 1 (or 0 = off)")
     if a.clip_cov_ratio and a.kl_cov_ratio:
         p.append("algo.clip_cov_ratio and algo.kl_cov_ratio: choose one of Clip-Cov and KL-Cov")
-    if a.overlong_cache_len >= c.rollout.max_new_tokens and a.overlong_cache_len:
-        p.append(f"algo.overlong_cache_len={a.overlong_cache_len}: must be < rollout.max_new_tokens")
+    p += _overlong_problems(c)
     p += _positive("algo.dynamic_sampling_max_rounds", a.dynamic_sampling_max_rounds)
+    return p
+
+
+def _advantage_problems(c: Config) -> list[str]:
+    """algo.advantage against the registry's names; AsymGRPO's keys (docs/algorithms.md#asymgrpo)."""
+    a, p = c.algo, []
+    p += _one_of("algo.advantage", a.advantage, set(ADVANTAGE_MODES))
+    p += _within("algo.asym_threshold", a.asym_threshold, 0, 1, "(]")
+    p += _one_of("algo.asym_nonbinary", a.asym_nonbinary, typing.get_args(AsymNonbinary))
+    if a.advantage in ADVANTAGE_MODES and a.advantage not in BINARISING_ADVANTAGE_MODES:
+        for key, default in (("asym_threshold", CORRECT_THRESHOLD), ("asym_nonbinary", "binarise")):
+            if getattr(a, key) != default:
+                p.append(f"algo.{key}={getattr(a, key)!r} has no effect with algo.advantage={a.advantage!r}: only "
+                         f"{' and '.join(BINARISING_ADVANTAGE_MODES)} binarise rewards")
+    return p
+
+
+def _overlong_problems(c: Config) -> list[str]:
+    """DAPO's window: a token count or a fraction of rollout.max_new_tokens, not both (docs/algorithms.md#dapo)."""
+    a, p = c.algo, []
+    p += _positive("algo.overlong_cache_len", a.overlong_cache_len, allow_zero=True)
+    p += _within("algo.overlong_cache_frac", a.overlong_cache_frac, 0, 1, "[)")
+    if p:
+        return p
+    if a.overlong_cache_len > 0 and a.overlong_cache_frac > 0:
+        return [f"algo.overlong_cache_len={a.overlong_cache_len} and algo.overlong_cache_frac={a.overlong_cache_frac}: "
+                f"set only one (the dapo preset sets overlong_cache_frac; add algo.overlong_cache_frac=0 to give the "
+                f"window in tokens)"]
+    L = c.rollout.max_new_tokens
+    window = overlong_window(L, a.overlong_cache_len, a.overlong_cache_frac)
+    if window and window >= L:
+        key = (f"algo.overlong_cache_len={a.overlong_cache_len}" if a.overlong_cache_len > 0 else
+               f"algo.overlong_cache_frac={a.overlong_cache_frac} (window max(1, round({a.overlong_cache_frac} * {L})) "
+               f"= {window} tokens)")
+        p.append(f"{key}: the window must be < rollout.max_new_tokens={L}")
     return p
 
 
@@ -438,6 +497,11 @@ def _entropy_control_problems(c: Config) -> list[str]:
         p.append(f"entropy_control.aer_alpha_init={ec.aer_alpha_init} > entropy_control.aer_alpha_max="
                  f"{ec.aer_alpha_max}")
     p += _positive("entropy_control.aer_warmup_batches", ec.aer_warmup_batches)
+    p += _one_of("entropy_control.aer_entropy_population", ec.aer_entropy_population,
+                 typing.get_args(AEREntropyPopulation))
+    if ec.controller != "aer" and ec.aer_entropy_population != "all":
+        p.append(f"entropy_control.aer_entropy_population={ec.aer_entropy_population!r} has no effect with "
+                 f"entropy_control.controller={ec.controller!r}: only aer measures a population")
     p += _positive("entropy_control.uec_extra_temperature", ec.uec_extra_temperature)
     p += _one_of("entropy_control.uec_explore_keep", ec.uec_explore_keep, typing.get_args(UECExploreKeep))
     if ec.controller == "uec_rl" and ec.uec_code_compat and ec.uec_explore_keep != "positive":

@@ -2,16 +2,24 @@
 
 One record type per stage boundary, each carrying the ``policy_version`` it was produced with:
 ``PromptBatch -> RolloutBatch -> ScoredBatch -> (PromptStats -> ControlDirectives) -> TrainBatch
--> LearnerStats``. Pure data: imports torch only for the tensors of ``TrainBatch``; never ray,
-vllm or deepspeed.
+-> LearnerStats`` (a list of PromptStats goes to the controller with the version beside it). Pure data:
+imports torch only for the tensors of ``TrainBatch``; never ray, vllm or deepspeed.
 """
 from __future__ import annotations
 
+import math
+import typing
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Literal, Optional
 
 if TYPE_CHECKING:  # records are built in grading workers too: keep torch out of their import
     import torch
+
+# The one definition of "correct" (docs/algorithms.md#notation): a verifier score >= CORRECT_THRESHOLD;
+# an ungradable answer (score None) is wrong. GroupStats.n_correct (so p_q), the metrics and AsymGRPO's
+# default binarisation threshold (algo.asym_threshold) all use it. Here because every layer imports
+# this module and it pulls in nothing heavy.
+CORRECT_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
@@ -113,17 +121,52 @@ class ScoredBatch:
 
 @dataclass(frozen=True)
 class PromptStats:
-    """What the entropy controller sees of one prompt (docs/algorithms.md#directives)."""
+    """What the entropy controller sees of one prompt's regular pass (docs/algorithms.md#directives):
+    its accuracy p_q = n_correct / n_samples, all that any controller reads."""
 
     prompt_id: str
     n_samples: int
     n_correct: int
-    mean_reward: float
-    reward_std: float
-    mean_resp_len: float
-    trunc_frac: float
-    token_entropy_mean: Optional[float]  # exact entropy from the learner; lags one step, None if unseen
-    policy_version: int
+
+
+KeepKind = Literal["all", "nonzero_adv", "positive_only", "nonnegative", "abs_gt"]
+AdmitKind = Literal["none", "positive_gt", "abs_gt"]
+THRESHOLD_KINDS = ("abs_gt", "positive_gt")  # the kinds that compare A with ``threshold``
+
+
+def _check_rule(rule, kinds: tuple[str, ...]) -> None:
+    if rule.kind not in kinds:
+        raise ValueError(f"{type(rule).__name__} kind {rule.kind!r}: must be one of {kinds}")
+    if not math.isfinite(rule.threshold):
+        raise ValueError(f"{type(rule).__name__}({rule.kind!r}) threshold {rule.threshold!r}: must be finite")
+    if rule.kind not in THRESHOLD_KINDS and rule.threshold != 0.0:
+        raise ValueError(f"{type(rule).__name__}({rule.kind!r}) takes no threshold (got {rule.threshold!r})")
+
+
+@dataclass(frozen=True)
+class KeepRule:
+    """Which samples of one pass enter the loss (docs/algorithms.md#directives): ``all``,
+    ``nonzero_adv`` (A != 0), ``positive_only`` (A > 0), ``nonnegative`` (A >= 0), ``abs_gt``
+    (|A| > threshold). The masks are ``rlsys.algo.shaping.keep_mask``."""
+
+    kind: KeepKind = "all"
+    threshold: float = 0.0  # X of abs_gt; 0 for the other kinds
+
+    def __post_init__(self) -> None:
+        _check_rule(self, typing.get_args(KeepKind))
+
+
+@dataclass(frozen=True)
+class AdmitRule:
+    """Which trained samples enter UEC-RL's replay buffer (docs/algorithms.md#directives): ``none``,
+    ``positive_gt`` (A > threshold), ``abs_gt`` (|A| > threshold). The masks are
+    ``rlsys.algo.shaping.replay_admit_mask``."""
+
+    kind: AdmitKind = "none"
+    threshold: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_rule(self, typing.get_args(AdmitKind))
 
 
 @dataclass(frozen=True)
@@ -142,18 +185,14 @@ class ControlDirectives:
     # per prompt); False (UEC-RL): they form their own "explore" group.
     extra_joins_group: bool = False
     extra_budget: int = 0  # HORA: second-pass samples the controller could allocate this step (>= sum extra_samples)
-    keep_rule_regular: str = "all"  # all | nonzero_adv | positive_only | nonnegative | abs_gt:X
-    keep_rule_explore: str = "all"
+    keep_rule_regular: KeepRule = KeepRule()  # which regular-pass samples enter the loss
+    keep_rule_explore: KeepRule = KeepRule()  # which exploration samples enter the loss
     drop_overlong_positive: bool = False  # also drop truncated samples with A > 0 (UEC-RL code-compat)
     explore_score_temperature: Optional[float] = None  # learner's temperature for explore samples; None: drawn at
-    drop_degenerate_groups: bool = False
-    replay_admit_rule: str = "none"  # none | positive_gt:X | abs_gt:X
+    replay_admit_rule: AdmitRule = AdmitRule()  # which trained samples enter the replay buffer
     replay_learner_logprobs: bool = False  # replay with the learner's old log-probs of the first training pass
     replay_now: bool = False
     globals: dict[str, float] = field(default_factory=dict)  # e.g. coef_global, entropy_target
-
-    def coef_for(self, prompt_id: str) -> float:
-        return self.entropy_coef[self.prompt_ids.index(prompt_id)]
 
 
 @dataclass
@@ -198,6 +237,9 @@ class TrainBatch:
         )
 
 
+ENTROPY_TOKEN_MEAN_KEY = "entropy/token_mean"  # the learner's scalar behind LearnerStats.entropy_token_mean
+
+
 @dataclass(frozen=True)
 class LearnerStats:
     """What one learner step reports. ``policy_version`` is the version *after* the update.
@@ -211,3 +253,12 @@ class LearnerStats:
     entropy_token_mean_per_sample: tuple[float, ...]  # exact entropy, pre-update policy
     num_tokens_per_sample: tuple[int, ...]
     old_logp_per_sample: tuple[tuple[float, ...], ...] = ()  # stored for replay (UEC-RL)
+    # The prompt of each sample, aligned with sample_index. The learner does not know prompts: the driver
+    # attaches these before the controller sees the stats (AER's entropy over its regularised prompts).
+    prompt_id_per_sample: tuple[str, ...] = ()
+
+    @property
+    def entropy_token_mean(self) -> Optional[float]:
+        """What the entropy-driven controllers act on: the exact token-mean entropy of the pre-update
+        policy over the trained batch (``entropy/token_mean``); None when the learner reported none."""
+        return self.scalars.get(ENTROPY_TOKEN_MEAN_KEY)

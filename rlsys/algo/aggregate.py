@@ -10,14 +10,42 @@ batch assembler counts sequences with >= 1 token; a sequence with no tokens cont
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
-AGG_MODES = ("token_mean", "seq_mean_token_mean", "seq_sum_const")
+# (masked loss [B, T], mask [B, T] in the loss dtype, N_global, S_global, L_c) -> this rank's share
+Reduction = Callable[[torch.Tensor, torch.Tensor, int, int, int], torch.Tensor]
+
+
+def _token_mean(masked_BT, mask_BT, global_num_tokens, global_num_seqs, const_len):
+    """DAPO: sum_{i,t} l m / N_global."""
+    return masked_BT.sum() / global_num_tokens
+
+
+def _seq_mean_token_mean(masked_BT, mask_BT, global_num_tokens, global_num_seqs, const_len):
+    """GRPO: sum_i (sum_t l m / |o_i|) / S_global, |o_i| = the row's own token count (a whole
+    sequence always lives on one rank)."""
+    len_B = mask_BT.sum(dim=-1).clamp(min=1.0)
+    return (masked_BT.sum(dim=-1) / len_B).sum() / global_num_seqs
+
+
+def _seq_sum_const(masked_BT, mask_BT, global_num_tokens, global_num_seqs, const_len):
+    """Dr.GRPO: sum_{i,t} l m / (S_global * L_c)."""
+    return masked_BT.sum() / (global_num_seqs * const_len)
+
+
+# algo.loss_agg -> reduction; rlsys.config.LOSS_AGG_MODES mirrors the keys (tests/unit/test_algo_aggregate.py)
+AGG_MODES: dict[str, Reduction] = {
+    "token_mean": _token_mean,
+    "seq_mean_token_mean": _seq_mean_token_mean,
+    "seq_sum_const": _seq_sum_const,
+}
 
 
 def _check_counts(mode: str, global_num_tokens: int, global_num_seqs: int, const_len: int) -> None:
     if mode not in AGG_MODES:
-        raise ValueError(f"aggregation mode {mode!r}: must be one of {AGG_MODES}")
+        raise ValueError(f"aggregation mode {mode!r}: must be one of {tuple(AGG_MODES)}")
     if mode == "token_mean" and global_num_tokens <= 0:
         raise ValueError(f"global_num_tokens={global_num_tokens}: must be > 0 for token_mean")
     if mode != "token_mean" and global_num_seqs <= 0:
@@ -28,22 +56,13 @@ def _check_counts(mode: str, global_num_tokens: int, global_num_seqs: int, const
 
 def aggregate(loss_BT: torch.Tensor, mask_BT: torch.Tensor, mode: str, global_num_tokens: int,
               global_num_seqs: int, const_len: int = 0) -> torch.Tensor:
-    """This rank's additive share of the aggregated loss (a 0-dim tensor).
+    """This rank's additive share of the aggregated loss (a 0-dim tensor), by ``AGG_MODES[mode]``.
 
-    - ``token_mean`` (DAPO): sum_{i,t} l m / N_global
-    - ``seq_mean_token_mean`` (GRPO): sum_i (sum_t l m / |o_i|) / S_global, |o_i| = local row count
-      (a whole sequence always lives on one rank)
-    - ``seq_sum_const`` (Dr.GRPO): sum_{i,t} l m / (S_global * L_c)
     loss_BT and mask_BT are [B, T]; mask is 0/1 (any dtype).
     """
     _check_counts(mode, global_num_tokens, global_num_seqs, const_len)
-    masked_BT = loss_BT * mask_BT.to(loss_BT.dtype)
-    if mode == "token_mean":
-        return masked_BT.sum() / global_num_tokens
-    if mode == "seq_sum_const":
-        return masked_BT.sum() / (global_num_seqs * const_len)
-    len_B = mask_BT.to(loss_BT.dtype).sum(dim=-1).clamp(min=1.0)
-    return (masked_BT.sum(dim=-1) / len_B).sum() / global_num_seqs
+    m_BT = mask_BT.to(loss_BT.dtype)
+    return AGG_MODES[mode](loss_BT * m_BT, m_BT, global_num_tokens, global_num_seqs, const_len)
 
 
 def masked_global_sum(x_BT: torch.Tensor, mask_BT: torch.Tensor, denominator: int) -> torch.Tensor:

@@ -11,19 +11,28 @@ from typing import Optional, Sequence
 
 import torch
 
-from rlsys.algo.advantages import compute_advantages
+from rlsys.algo.advantages import AdvantageParams, GroupAdvantages, group_advantages
 from rlsys.algo.shaping import keep_mask, overlong_penalty, overlong_positive_mask
-from rlsys.types import ControlDirectives, Sample, ScoredBatch, TrainBatch
+from rlsys.types import CORRECT_THRESHOLD, ControlDirectives, Sample, ScoredBatch, TrainBatch
 
 
 @dataclass(frozen=True)
 class AdvantageSpec:
-    mode: str = "grpo_std"  # grpo_std | mean_only | asym_power | sign
+    """How assembly turns verifier scores into advantages (docs/algorithms.md#advantage-modes, #dapo)."""
+
+    mode: str = "grpo_std"  # a key of rlsys.algo.advantages.ADVANTAGE_MODES
     ddof: int = 0
     beta_pos: float = 0.9
     beta_neg: float = 0.4
-    overlong_cache_len: int = 0  # DAPO soft overlong window (0 = off)
+    threshold: float = CORRECT_THRESHOLD  # asym_power/sign: R >= threshold is correct
+    nonbinary: str = "binarise"  # asym_power/sign on a group with a reward outside {0, 1}: binarise | grpo
+    overlong_cache_len: int = 0  # DAPO soft overlong window L_cache in tokens (0 = off; rlsys.config.overlong_window)
     max_new_tokens: int = 0  # L_max of the overlong shaping
+
+    @property
+    def params(self) -> AdvantageParams:
+        return AdvantageParams(ddof=self.ddof, beta_pos=self.beta_pos, beta_neg=self.beta_neg,
+                               threshold=self.threshold, nonbinary=self.nonbinary)
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class Assembled:
     kept_B: torch.Tensor  # bool, which scored samples went into the batch
     rows: tuple[TrainRow, ...] = ()  # the kept samples, aligned with the batch's rows
     dropped_overlong_positive: int = 0  # samples the keep rules kept but drop_overlong_positive removed
+    advantages: Optional[GroupAdvantages] = None  # adv_B with its per-group counts (AsymGRPO's fallback)
 
 
 @dataclass(frozen=True)
@@ -91,8 +101,8 @@ def assemble(scored: ScoredBatch, directives: ControlDirectives, spec: Advantage
     """
     samples = scored.rollout.samples
     rewards_B = shaped_rewards(scored, spec)
-    adv_B = compute_advantages(rewards_B, group_index(samples), spec.mode, ddof=spec.ddof,
-                               beta_pos=spec.beta_pos, beta_neg=spec.beta_neg)
+    advantages = group_advantages(rewards_B, group_index(samples), spec.mode, spec.params)
+    adv_B = advantages.adv_B
     explore_B = torch.tensor([s.source == "explore" for s in samples], dtype=torch.bool)
     kept_B = torch.where(explore_B, keep_mask(adv_B, directives.keep_rule_explore),
                          keep_mask(adv_B, directives.keep_rule_regular))
@@ -111,7 +121,7 @@ def assemble(scored: ScoredBatch, directives: ControlDirectives, spec: Advantage
                  for i in index)
     batch = pad_rows(rows, index, scored.policy_version, use_rollout_logprobs)
     return Assembled(batch=batch, rewards_B=rewards_B, adv_B=adv_B, kept_B=kept_B, rows=rows,
-                     dropped_overlong_positive=dropped)
+                     dropped_overlong_positive=dropped, advantages=advantages)
 
 
 def score_temperature(sample: Sample, directives: ControlDirectives) -> float:

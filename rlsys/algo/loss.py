@@ -36,7 +36,7 @@ class LossSpec:
     eps_high: float = 0.2  # upper clip range: r <= 1 + eps_high for A > 0 (DAPO clip-higher 0.28)
     dual_clip_c: float = 0.0  # dual clip bound c > 1 for A < 0 (0 = off; UEC-RL 3)
     ref_kl_coef: float = 0.0  # beta_ref of the k3 reference KL (0 = off)
-    agg_mode: str = "token_mean"  # token_mean | seq_mean_token_mean | seq_sum_const
+    agg_mode: str = "token_mean"  # a key of rlsys.algo.aggregate.AGG_MODES
     const_len: int = 0  # L_c of seq_sum_const
     clip_cov_ratio: float = 0.0  # Clip-Cov fraction r of tokens whose loss is zeroed (0 = off)
     clip_cov_lb: float = 1.0  # Clip-Cov omega_lo (exclusive)
@@ -46,7 +46,7 @@ class LossSpec:
 
     def __post_init__(self):
         if self.agg_mode not in AGG_MODES:
-            raise ValueError(f"agg_mode={self.agg_mode!r}: must be one of {AGG_MODES}")
+            raise ValueError(f"agg_mode={self.agg_mode!r}: must be one of {tuple(AGG_MODES)}")
         if self.clip_cov_ratio > 0 and self.kl_cov_ratio > 0:
             raise ValueError("clip_cov_ratio and kl_cov_ratio are exclusive: choose Clip-Cov or KL-Cov")
         if self.dual_clip_c and self.dual_clip_c <= 1.0:

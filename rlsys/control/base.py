@@ -3,7 +3,8 @@ controller shares.
 
 A controller is a small state machine: ``observe`` turns per-prompt statistics into per-prompt
 directives before the learner step, ``record_learner_stats`` updates its state after it.
-Plain python state only, so ``state_dict`` round-trips through any checkpoint format.
+Plain python state only, so ``state_dict`` round-trips through any checkpoint format. Its class also
+answers, before any instance exists, what the driver must size for it (``ControllerSizing``).
 Must not import ray, vllm or deepspeed.
 """
 from __future__ import annotations
@@ -11,11 +12,12 @@ from __future__ import annotations
 import math
 from typing import Iterable, Optional, Protocol, Sequence, runtime_checkable
 
-from rlsys.types import ControlDirectives, LearnerStats, PromptStats
+from rlsys.config import EntropyControlConfig
+from rlsys.types import ENTROPY_TOKEN_MEAN_KEY, ControlDirectives, LearnerStats, PromptStats
 
 # The one scalar every entropy-driven controller acts on: exact token-mean entropy of the
-# pre-update policy on this step's rollouts, reported by the learner's old-logprob pass.
-LEARNER_ENTROPY_KEY = "entropy/token_mean"
+# pre-update policy on this step's rollouts (LearnerStats.entropy_token_mean).
+LEARNER_ENTROPY_KEY = ENTROPY_TOKEN_MEAN_KEY
 
 
 @runtime_checkable
@@ -24,6 +26,19 @@ class EntropyController(Protocol):
     ``record_learner_stats`` (step-k entropy -> state k+1)."""
 
     name: str
+
+    @classmethod
+    def from_config(cls, cfg: EntropyControlConfig, samples_per_prompt: int, prompts_per_step: int,
+                    regular_temperature: float) -> "EntropyController": ...
+
+    @classmethod
+    def regular_samples_per_prompt(cls, cfg: EntropyControlConfig, samples_per_prompt: int) -> int: ...
+
+    @classmethod
+    def replay_capacity(cls, cfg: EntropyControlConfig, unit: int) -> int: ...
+
+    @classmethod
+    def uses_batch_buffer(cls, cfg: EntropyControlConfig) -> bool: ...
 
     def observe(self, stats: list[PromptStats], policy_version: int) -> ControlDirectives: ...
 
@@ -34,7 +49,34 @@ class EntropyController(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
 
 
-class PlainStateMixin:
+class ControllerSizing:
+    """What the driver sizes for a controller, asked of its class (``CONTROLLERS[name]``) before the
+    controller exists. The defaults are those of a controller that draws G responses per prompt and
+    has neither replay nor batch buffer; UEC-RL and HORA override theirs."""
+
+    @classmethod
+    def from_config(cls, cfg: EntropyControlConfig, samples_per_prompt: int, prompts_per_step: int,
+                    regular_temperature: float):
+        """The controller for ``cfg`` (default: built from its config section alone)."""
+        return cls(cfg)
+
+    @classmethod
+    def regular_samples_per_prompt(cls, cfg: EntropyControlConfig, samples_per_prompt: int) -> int:
+        """Responses per prompt of the regular pass (default: G = ``samples_per_prompt``)."""
+        return samples_per_prompt
+
+    @classmethod
+    def replay_capacity(cls, cfg: EntropyControlConfig, unit: int) -> int:
+        """Samples the replay buffer holds, ``unit`` = P * G (default: 0, no replay)."""
+        return 0
+
+    @classmethod
+    def uses_batch_buffer(cls, cfg: EntropyControlConfig) -> bool:
+        """Whether kept samples wait in a batch buffer for whole multiples of P * G (default: no)."""
+        return False
+
+
+class PlainStateMixin(ControllerSizing):
     """``state_dict`` = the attributes named in ``_STATE_FIELDS`` (plain python values).
 
     ``load_state_dict`` refuses a state written by a different controller, so a checkpoint of one
@@ -63,16 +105,16 @@ def group_accuracy(stats: PromptStats) -> float:
 
 
 def measured_token_entropy(stats: LearnerStats) -> float:
-    """The exact token-mean entropy of the learner step (``entropy/token_mean``); raises if absent.
+    """The exact token-mean entropy of the learner step (``stats.entropy_token_mean``); raises if absent.
 
     Entropy-driven controllers must always get this value, also while their coefficient is 0
     (docs/algorithms.md#entropy-controller: gating the measurement on ``coef != 0`` gets the
     controller stuck).
     """
-    value = stats.scalars.get(LEARNER_ENTROPY_KEY)
+    value = stats.entropy_token_mean
     if value is None or not math.isfinite(float(value)):
-        raise ValueError(f"LearnerStats.scalars[{LEARNER_ENTROPY_KEY!r}] is missing or not finite "
-                         f"({value!r}); the learner must always report the exact entropy")
+        raise ValueError(f"LearnerStats.entropy_token_mean (scalar {LEARNER_ENTROPY_KEY!r}) is missing or not "
+                         f"finite ({value!r}); the learner must always report the exact entropy")
     return float(value)
 
 
@@ -85,8 +127,3 @@ def make_directives(stats: Sequence[PromptStats], policy_version: int,
         raise ValueError(f"{len(coefs)} coefficients for {len(prompt_ids)} prompts")
     return ControlDirectives(policy_version=policy_version, prompt_ids=prompt_ids,
                              entropy_coef=coefs, **fields)
-
-
-def format_threshold(x: float) -> str:
-    """Shortest round-tripping text of a threshold in a rule string: 1.0 -> "1", 0.05 -> "0.05"."""
-    return format(float(x), "g") if float(format(float(x), "g")) == float(x) else repr(float(x))

@@ -1,6 +1,7 @@
 """HORA (Hit-Utility Optimal Rollout Allocation, arXiv 2605.07114) controller: per-prompt second-pass sizes.
 
-The regular pass is HORA's probe (``hora_n_probe`` responses per prompt, drawn by the driver). From each
+The regular pass is HORA's probe (``hora_n_probe`` responses per prompt, drawn by the driver, which
+asks ``HORAController.regular_samples_per_prompt``). From each
 prompt's probe result (n, s) this controller spreads the step's budget of extra responses over the
 prompts with ``rlsys.algo.hora.greedy_allocate`` and the utility ``hora_utility`` names, at most
 ``hora_max_per_prompt`` per prompt. The extra responses are drawn at the regular temperature and join
@@ -28,6 +29,16 @@ class HORAController(PlainStateMixin):
 
     name = "hora"
     _STATE_FIELDS = ("step",)  # the allocation depends on this step's probe only
+
+    @classmethod
+    def from_config(cls, cfg: EntropyControlConfig, samples_per_prompt: int, prompts_per_step: int,
+                    regular_temperature: float) -> "HORAController":
+        return cls(cfg, samples_per_prompt, prompts_per_step, regular_temperature)
+
+    @classmethod
+    def regular_samples_per_prompt(cls, cfg: EntropyControlConfig, samples_per_prompt: int) -> int:
+        """The regular pass is the probe: ``hora_n_probe`` responses per prompt, not G."""
+        return cfg.hora_n_probe
 
     def __init__(self, cfg: EntropyControlConfig, samples_per_prompt: int, prompts_per_step: int,
                  regular_temperature: float = 1.0) -> None:

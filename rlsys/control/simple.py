@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from rlsys.config import EntropyControlConfig
 from rlsys.control.base import PlainStateMixin, make_directives, measured_token_entropy
 from rlsys.types import ControlDirectives, LearnerStats, PromptStats
 
@@ -17,6 +18,11 @@ class NoneController(PlainStateMixin):
 
     name = "none"
     _STATE_FIELDS = ("step",)
+
+    @classmethod
+    def from_config(cls, cfg: EntropyControlConfig, samples_per_prompt: int, prompts_per_step: int,
+                    regular_temperature: float) -> "NoneController":
+        return cls()
 
     def __init__(self) -> None:
         self.step = 0  # observe() calls so far
@@ -40,6 +46,11 @@ class FixedController(PlainStateMixin):
 
     name = "fixed"
     _STATE_FIELDS = ("step",)
+
+    @classmethod
+    def from_config(cls, cfg: EntropyControlConfig, samples_per_prompt: int, prompts_per_step: int,
+                    regular_temperature: float) -> "FixedController":
+        return cls(cfg.coef)
 
     def __init__(self, coef: float) -> None:
         self.coef = float(coef)
@@ -66,6 +77,11 @@ class SkyworkController(PlainStateMixin):
 
     name = "skywork"
     _STATE_FIELDS = ("coef_state", "last_entropy", "step", "learner_steps")
+
+    @classmethod
+    def from_config(cls, cfg: EntropyControlConfig, samples_per_prompt: int, prompts_per_step: int,
+                    regular_temperature: float) -> "SkyworkController":
+        return cls(cfg.coef, cfg.target_entropy, cfg.coef_step, cfg.coef_min, cfg.coef_max)
 
     def __init__(self, coef: float, target: float, coef_step: float, coef_min: float,
                  coef_max: float) -> None:

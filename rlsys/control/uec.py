@@ -3,21 +3,23 @@
 UEC-RL puts no entropy term in the loss (all lambda = 0). It raises entropy by a second,
 hotter sampling pass on prompts no sample solved, and lowers it by replaying high-advantage
 samples (docs/algorithms.md#uec_rl). This module only decides; the keep/admit masks are computed by
-``rlsys.algo.shaping`` from the rule strings emitted here. Must not import ray, vllm or deepspeed.
+``rlsys.algo.shaping`` from the typed rules (``KeepRule``, ``AdmitRule``) emitted here. Must not import
+ray, vllm or deepspeed.
 
 Paper vs code (docs/algorithms.md#uec_rl), selected by ``uec_code_compat``:
   rule                         paper (default)                  authors' code
-  keep regular                 nonzero_adv                      abs_gt:0.05
-  keep explore                 positive_only | nonnegative [C]  abs_gt:A_0   (A_0 = uec_adv_threshold, 1 in the code)
+  keep regular                 nonzero_adv                      abs_gt 0.05
+  keep explore                 positive_only | nonnegative [C]  abs_gt A_0   (A_0 = uec_adv_threshold, 1 in the code)
                                (uec_explore_keep)
-  replay admission             positive_gt:A_0                  abs_gt:A_0
+  replay admission             positive_gt A_0                  abs_gt A_0
   truncated samples with A > 0 kept                             dropped (drop_overlong_positive)
   learner's temperature for    T' (drawn at)                    T, the regular one (explore_score_temperature)
   exploration samples
   replay's old log-probs       vLLM's, from sampling            the learner's, from the first training pass
                                                                 (replay_learner_logprobs)
 The hard-coded upper clip of the code is not reproduced (``algo.eps_high`` applies). The batch
-buffer (``uec_batch_buffer``) is a driver stage, not a directive: rlsys/orchestration/batching.py.
+buffer (``uec_batch_buffer``) is a driver stage, not a directive: rlsys/orchestration/batching.py asks
+``UECController.uses_batch_buffer``; the replay buffer's size is ``UECController.replay_capacity``.
 ``replay_now`` counts training steps (observe() calls, 0-based): step k > 0 with
 k % uec_replay_every == 0. The replay stage (rlsys/orchestration/sampling.py) still checks the buffer
 holds >= P*G items.
@@ -25,23 +27,24 @@ holds >= P*G items.
 from __future__ import annotations
 
 from rlsys.config import EntropyControlConfig
-from rlsys.control.base import PlainStateMixin, format_threshold, make_directives
-from rlsys.types import ControlDirectives, LearnerStats, PromptStats
+from rlsys.control.base import PlainStateMixin, make_directives
+from rlsys.types import AdmitRule, ControlDirectives, KeepRule, LearnerStats, PromptStats
 
 CODE_COMPAT_REGULAR_ABS_THRESHOLD = 0.05  # EFRame @173b698: regular samples kept iff |A| > 0.05
 
 
-EXPLORE_KEEP_RULES = {"positive": "positive_only", "nonnegative": "nonnegative"}  # uec_explore_keep -> keep rule
+EXPLORE_KEEP_RULES = {"positive": KeepRule("positive_only"), "nonnegative": KeepRule("nonnegative")}  # uec_explore_keep
 
 
-def uec_rules(code_compat: bool, adv_threshold: float, explore_keep: str = "positive") -> tuple[str, str, str]:
-    """(keep_rule_regular, keep_rule_explore, replay_admit_rule) in rlsys.algo.shaping's vocabulary.
+def uec_rules(code_compat: bool, adv_threshold: float,
+              explore_keep: str = "positive") -> tuple[KeepRule, KeepRule, AdmitRule]:
+    """(keep_rule_regular, keep_rule_explore, replay_admit_rule) of the paper or of the authors' code.
 
     ``explore_keep`` (uec_explore_keep) picks the paper's exploration rule; code-compat replaces it."""
-    a0 = format_threshold(adv_threshold)
+    a0 = float(adv_threshold)
     if code_compat:
-        return f"abs_gt:{format_threshold(CODE_COMPAT_REGULAR_ABS_THRESHOLD)}", f"abs_gt:{a0}", f"abs_gt:{a0}"
-    return "nonzero_adv", EXPLORE_KEEP_RULES[explore_keep], f"positive_gt:{a0}"
+        return KeepRule("abs_gt", CODE_COMPAT_REGULAR_ABS_THRESHOLD), KeepRule("abs_gt", a0), AdmitRule("abs_gt", a0)
+    return KeepRule("nonzero_adv"), EXPLORE_KEEP_RULES[explore_keep], AdmitRule("positive_gt", a0)
 
 
 class UECController(PlainStateMixin):
@@ -51,15 +54,26 @@ class UECController(PlainStateMixin):
     name = "uec_rl"
     _STATE_FIELDS = ("step", "learner_steps")
 
-    def __init__(self, cfg: EntropyControlConfig, samples_per_prompt: int, prompts_per_step: int,
-                 regular_temperature: float = 1.0) -> None:
+    @classmethod
+    def from_config(cls, cfg: EntropyControlConfig, samples_per_prompt: int, prompts_per_step: int,
+                    regular_temperature: float) -> "UECController":
+        return cls(cfg, regular_temperature)
+
+    @classmethod
+    def replay_capacity(cls, cfg: EntropyControlConfig, unit: int) -> int:
+        """s' = floor(uec_replay_size * P * G) samples."""
+        return int(cfg.uec_replay_size * unit)
+
+    @classmethod
+    def uses_batch_buffer(cls, cfg: EntropyControlConfig) -> bool:
+        return cfg.uec_batch_buffer
+
+    def __init__(self, cfg: EntropyControlConfig, regular_temperature: float = 1.0) -> None:
         self.extra_n, self.extra_temperature = int(cfg.uec_extra_samples), float(cfg.uec_extra_temperature)
         self.regular_temperature = float(regular_temperature)
         self.replay_every = int(cfg.uec_replay_every)
         self.rules = uec_rules(cfg.uec_code_compat, cfg.uec_adv_threshold, cfg.uec_explore_keep)
         self.code_compat = bool(cfg.uec_code_compat)
-        self.replay_unit = samples_per_prompt * prompts_per_step  # P*G
-        self.replay_capacity = int(round(cfg.uec_replay_size * self.replay_unit))  # s'
         self.step = 0  # index of the next training step
         self.learner_steps = 0
 

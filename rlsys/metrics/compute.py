@@ -3,22 +3,24 @@
 
 Each key names exactly what is computed. A statistic over an empty set (e.g. the mean entropy of
 an empty difficulty bucket) is omitted rather than logged as NaN; counts are logged even when 0.
-A sample is "correct" iff its verifier score is >= CORRECT_THRESHOLD (ungradable = wrong).
+A sample is "correct" iff its verifier score is >= CORRECT_THRESHOLD (rlsys.types; ungradable = wrong).
 Percentiles use linear interpolation (numpy's default). Must not import ray, vllm or deepspeed.
 """
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 import torch
 
-from rlsys.types import ControlDirectives, GroupStats, RolloutBatch, ScoredBatch
+from rlsys.types import CORRECT_THRESHOLD, ControlDirectives, GroupStats, RolloutBatch, ScoredBatch
+
+if TYPE_CHECKING:
+    from rlsys.algo.advantages import GroupAdvantages
 
 # Difficulty buckets of the group accuracy p (docs/algorithms.md#metrics), in order.
 P_BUCKETS = ("p=0", "0<p<=.25", ".25<p<=.5", ".5<p<1", "p=1")
-CORRECT_THRESHOLD = 0.5  # binary verifiers give 0/1; partial credit >= 0.5 counts as correct
 ZERO_ADV_TOL = 1e-8  # |A| below this counts as zero advantage (degenerate groups give exact 0)
 
 
@@ -93,20 +95,32 @@ def truncation_metrics(scored: ScoredBatch) -> dict[str, float]:
     return {"rollout/trunc_frac_correct": float(np.mean(flags))} if flags else {}
 
 
-def advantage_metrics(adv_B) -> dict[str, float]:
+def advantage_metrics(adv_B, groups: Optional[GroupAdvantages] = None) -> dict[str, float]:
     """algo/adv_pos_mean (mean of A > 0), algo/adv_neg_mean (mean of A < 0), algo/adv_abs_mean,
-    algo/frac_zero_adv (|A| < ZERO_ADV_TOL). ``adv_B``: [B] tensor or sequence."""
+    algo/frac_zero_adv (|A| < ZERO_ADV_TOL). ``adv_B``: [B] tensor or sequence. With ``groups``
+    (what the advantage mode counted), for the modes that binarise (asym_power, sign):
+    algo/asym_nonbinary_group_frac (groups with a reward outside {0, 1}) and
+    algo/asym_fallback_group_frac (groups given the grpo_std advantage, algo.asym_nonbinary=grpo)."""
+    out = asym_group_metrics(groups) if groups is not None else {}
     adv = torch.as_tensor(adv_B, dtype=torch.float64).reshape(-1)
     if adv.numel() == 0:
-        return {}
+        return out
     zero = adv.abs() < ZERO_ADV_TOL
     pos, neg = adv[(adv > 0) & ~zero], adv[(adv < 0) & ~zero]
-    out = {"algo/adv_abs_mean": adv.abs().mean().item(), "algo/frac_zero_adv": zero.double().mean().item()}
+    out |= {"algo/adv_abs_mean": adv.abs().mean().item(), "algo/frac_zero_adv": zero.double().mean().item()}
     if pos.numel():
         out["algo/adv_pos_mean"] = pos.mean().item()
     if neg.numel():
         out["algo/adv_neg_mean"] = neg.mean().item()
     return out
+
+
+def asym_group_metrics(groups: GroupAdvantages) -> dict[str, float]:
+    """The group shares of ``advantage_metrics``; {} for modes that do not binarise or no groups."""
+    if groups.nonbinary_groups is None or groups.fallback_groups is None or groups.num_groups == 0:
+        return {}
+    return {"algo/asym_nonbinary_group_frac": groups.nonbinary_groups / groups.num_groups,
+            "algo/asym_fallback_group_frac": groups.fallback_groups / groups.num_groups}
 
 
 def _token_mean(entropy: np.ndarray, tokens: np.ndarray, select: np.ndarray) -> Optional[float]:
@@ -157,7 +171,8 @@ def entropy_metrics(entropy_per_sample: Sequence[float], num_tokens_per_sample: 
 def coef_metrics(directives: ControlDirectives) -> dict[str, float]:
     """entropy/coef_mean, entropy/coef_max, entropy/coef_nonzero_frac over the per-prompt lambdas,
     plus every controller global as entropy/<key without "entropy_">: coef_global -> entropy/coef_global,
-    entropy_initial -> entropy/initial, entropy_target -> entropy/target, entropy_error -> entropy/error."""
+    entropy_initial -> entropy/initial, entropy_target -> entropy/target, entropy_error -> entropy/error.
+    A global already namespaced ("aer/entropy_all") is logged under its own name."""
     out: dict[str, float] = {}
     coefs = np.asarray(directives.entropy_coef, dtype=np.float64)
     if coefs.size:
@@ -165,7 +180,7 @@ def coef_metrics(directives: ControlDirectives) -> dict[str, float]:
         out["entropy/coef_max"] = float(coefs.max())
         out["entropy/coef_nonzero_frac"] = float((coefs != 0).mean())
     for key, value in directives.globals.items():
-        out["entropy/" + key.removeprefix("entropy_")] = float(value)
+        out[key if "/" in key else "entropy/" + key.removeprefix("entropy_")] = float(value)
     return out
 
 

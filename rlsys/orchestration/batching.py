@@ -10,6 +10,7 @@ from typing import Optional
 from rlsys.algo.batch import Assembled, Trained, pad_rows
 from rlsys.algo.batch_buffer import BatchBuffer
 from rlsys.config import Config
+from rlsys.control import controller_class
 from rlsys.types import ControlDirectives
 
 
@@ -29,7 +30,7 @@ class BatchStage:
     @classmethod
     def from_config(cls, cfg: Config) -> "BatchStage":
         ec, unit = cfg.entropy_control, cfg.data.prompts_per_step * cfg.rollout.samples_per_prompt
-        on = ec.controller == "uec_rl" and ec.uec_batch_buffer
+        on = controller_class(ec).uses_batch_buffer(ec)  # UEC-RL's, unless uec_batch_buffer=false
         return cls(BatchBuffer(2 * unit, unit) if on else None, cfg.learner.old_logprob_source == "rollout")
 
     def take(self, assembled: Assembled, policy_version: int) -> Trained:

@@ -30,10 +30,17 @@ class RunState:
     policy_version: int
     controller: dict
     stream: dict
-    entropy_memory: dict
     replay: dict
     eval_before: dict = field(default_factory=dict)
     batch_buffer: dict = field(default_factory=dict)  # UEC-RL's batch buffer ({} when off)
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickling; also loads checkpoints written while the driver still kept a per-prompt entropy
+        memory (``entropy_memory``, which no controller read: dropped)."""
+        self.__dict__.update({k: v for k, v in state.items() if k not in RETIRED_FIELDS})
+
+
+RETIRED_FIELDS = frozenset({"entropy_memory"})  # RunState fields of older checkpoints that nothing reads any more
 
 
 def checkpoints_dir(run_dir: str | Path) -> Path:
@@ -168,11 +175,10 @@ def load(path: Path, learner) -> RunState:
 
 class Checkpointer:
     """Saves and restores a running loop's state: the learner group, the controller actor, the
-    prompt stream, the per-prompt entropy memory, the replay stage and the batch stage."""
+    prompt stream, the replay stage and the batch stage."""
 
-    def __init__(self, trainer: TrainerConfig, workers, stream, memory, replay, batches):
-        self.trainer, self.w, self.stream, self.memory, self.replay = trainer, workers, stream, memory, replay
-        self.batches = batches
+    def __init__(self, trainer: TrainerConfig, workers, stream, replay, batches):
+        self.trainer, self.w, self.stream, self.replay, self.batches = trainer, workers, stream, replay, batches
         self.eval_before: dict = {}
 
     def restore(self, path: Optional[Path]) -> int:
@@ -182,7 +188,6 @@ class Checkpointer:
         state = load(path, self.w.learner)
         self.w.controller.load_state_dict(state.controller)
         self.stream.load_state_dict(state.stream)
-        self.memory.by_prompt = dict(state.entropy_memory)
         self.replay.load_state_dict(state.replay)
         self.batches.load_state_dict(state.batch_buffer)
         self.eval_before = state.eval_before
@@ -195,8 +200,7 @@ class Checkpointer:
         if not (force or is_due(self.trainer, steps_done)):
             return None
         state = RunState(step=steps_done, policy_version=policy_version, controller=self.w.controller.state_dict(),
-                         stream=self.stream.state_dict(), entropy_memory=dict(self.memory.by_prompt),
-                         replay=self.replay.state_dict(), eval_before=self.eval_before,
+                         stream=self.stream.state_dict(), replay=self.replay.state_dict(), eval_before=self.eval_before,
                          batch_buffer=self.batches.state_dict())
         path = save(self.trainer.run_dir, state, self.w.learner)
         prune(self.trainer.run_dir, self.trainer.keep_checkpoints)

@@ -5,6 +5,7 @@ controller update -> weight sync -> log. Every feature is a component or a stage
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import threading
@@ -15,7 +16,8 @@ from typing import Optional
 
 from rlsys.algo.batch import AdvantageSpec, assemble
 from rlsys.algo.loss import LossSpec
-from rlsys.config import Config
+from rlsys.config import Config, overlong_window
+from rlsys.control import controller_class
 from rlsys.types import LearnerStats
 from rlsys.metrics.compute import (advantage_metrics, coef_metrics, entropy_metrics, filter_metrics, hora_metrics,
                                    is_correct, reward_metrics, rollout_metrics, sampler_metrics)
@@ -29,8 +31,8 @@ from rlsys.orchestration.preflight import RunPlan, check_run
 from rlsys.orchestration.ray_metrics import RayMetricsSink
 from rlsys.orchestration.batching import BatchStage
 from rlsys.orchestration.sampling import RegularSampler, ReplayStage
-from rlsys.orchestration.stages import (EntropyMemory, SeedScope, difficulty_accuracy, eval_metrics,
-                                        eval_requests, explore_requests, merge_scored, prompt_stats)
+from rlsys.orchestration.stages import (SeedScope, difficulty_accuracy, eval_metrics, eval_requests,
+                                        explore_requests, merge_scored, prompt_stats)
 
 
 @dataclass
@@ -74,8 +76,10 @@ def loss_spec(cfg: Config) -> LossSpec:
 
 def advantage_spec(cfg: Config) -> AdvantageSpec:
     a = cfg.algo
+    L = cfg.rollout.max_new_tokens
     return AdvantageSpec(mode=a.advantage, ddof=a.adv_std_ddof, beta_pos=a.asym_beta_pos, beta_neg=a.asym_beta_neg,
-                         overlong_cache_len=a.overlong_cache_len, max_new_tokens=cfg.rollout.max_new_tokens)
+                         threshold=a.asym_threshold, nonbinary=a.asym_nonbinary, max_new_tokens=L,
+                         overlong_cache_len=overlong_window(L, a.overlong_cache_len, a.overlong_cache_frac))
 
 
 def start_workers(cfg: Config, model_path: str) -> Workers:
@@ -178,14 +182,14 @@ def run_loop(cfg: Config, w: Workers, stream, eval_prompts, resume_from: Optiona
     Writes metrics.jsonl, checkpoints (trainer.save_every) and summary.json to the run dir."""
     run_dir = Path(cfg.trainer.run_dir)
     cfg.write(run_dir / "config.yaml")
-    memory, spec = EntropyMemory(), advantage_spec(cfg)
+    spec = advantage_spec(cfg)
     sampler = RegularSampler(stream, w.rollout, w.reward, cfg.rollout,
                              (cfg.algo.dynamic_sampling, cfg.algo.dynamic_sampling_max_rounds),
                              regular_samples_per_prompt(cfg))
     replay = ReplayStage(*replay_sizes(cfg), seed=cfg.trainer.seed)
     batches = BatchStage.from_config(cfg)
     use_rollout_logp = cfg.learner.old_logprob_source == "rollout"
-    saver = checkpoint.Checkpointer(cfg.trainer, w, stream, memory, replay, batches)
+    saver = checkpoint.Checkpointer(cfg.trainer, w, stream, replay, batches)
     start = saver.restore(resume_from)
     w.mark_restarts()
     sinks = [RayMetricsSink(run=run_dir.name)] + ([TensorBoardSink(run_dir / "tensorboard")] if cfg.trainer.tensorboard else [])
@@ -201,13 +205,13 @@ def run_loop(cfg: Config, w: Workers, stream, eval_prompts, resume_from: Optiona
         for step in range(start, cfg.trainer.total_steps):
             t0 = time.perf_counter()
             prompts, scored, sampler_info = sampler.sample(version, step)
-            directives = w.controller.observe(prompt_stats(scored, memory), version)
+            directives = w.controller.observe(prompt_stats(scored), version)
             explore = explore_pass(w, prompts, directives, version, SeedScope(cfg.rollout.seed, "explore", step))
             scored = merge_scored(scored, explore)
             t1 = time.perf_counter()
             assembled = assemble(scored, directives, spec, use_rollout_logp)
             trained = batches.take(assembled, version)
-            stats = learn(w, trained, memory)  # None when nothing is trained (filtered out, or left in the buffer)
+            stats = learn(w, trained)  # None when nothing is trained (filtered out, or left in the buffer)
             admitted = replay.admit(trained, stats, directives)
             replayed = replay.maybe_replay(w.learner, directives)  # also on a step without a regular update
             t2 = time.perf_counter()
@@ -257,28 +261,27 @@ def explore_pass(w: Workers, prompts, directives, version: int, scope: SeedScope
     return w.reward.score(w.rollout.generate(extra, version)) if extra else None
 
 
-def learn(w: Workers, trained, memory: EntropyMemory) -> Optional[LearnerStats]:
+def learn(w: Workers, trained) -> Optional[LearnerStats]:
     """One learner update on the step's trained rows, reported to the controller; None if there are none."""
     if trained.batch.batch_size == 0:
         return None
+    prompt_ids = {i: r.sample.prompt_id for i, r in trained.rows_by_index().items()}
     stats = w.learner.train_step(trained.batch)
+    stats = dataclasses.replace(stats, prompt_id_per_sample=tuple(prompt_ids[i] for i in stats.sample_index))
     w.controller.record_learner_stats(stats)
-    memory.update({i: r.sample.prompt_id for i, r in trained.rows_by_index().items()}, stats)
     return stats
 
 
 def regular_samples_per_prompt(cfg: Config) -> int:
-    """Responses per prompt of the regular pass: G, or HORA's probe size (docs/algorithms.md#hora)."""
-    ec = cfg.entropy_control
-    return ec.hora_n_probe if ec.controller == "hora" else cfg.rollout.samples_per_prompt
+    """Responses per prompt of the regular pass, as the controller's class says: G, or HORA's probe size."""
+    return controller_class(cfg.entropy_control).regular_samples_per_prompt(cfg.entropy_control,
+                                                                            cfg.rollout.samples_per_prompt)
 
 
 def replay_sizes(cfg: Config) -> tuple[int, int]:
-    """(capacity s', unit P*G) of the UEC-RL replay buffer; capacity 0 when the controller is not uec_rl."""
+    """(capacity s', unit P*G) of the replay buffer, as the controller's class says (0: no replay, all but UEC-RL)."""
     unit = cfg.data.prompts_per_step * cfg.rollout.samples_per_prompt
-    if cfg.entropy_control.controller != "uec_rl":
-        return 0, unit
-    return int(cfg.entropy_control.uec_replay_size * unit), unit
+    return controller_class(cfg.entropy_control).replay_capacity(cfg.entropy_control, unit), unit
 
 
 def save_final_model(w: Workers, run_dir: Path) -> None:
@@ -296,7 +299,7 @@ def step_metrics(scored, assembled, directives, stats: Optional[LearnerStats], t
                 | filter_metrics(scored.rollout.samples, assembled.kept_B) | {"filter/empty_batch": 1.0})
     rows = trained.rows_by_index()
     rs = [rows[i] for i in stats.sample_index]
-    return (reward_metrics(scored) | rollout_metrics(scored) | advantage_metrics(assembled.adv_B)
+    return (reward_metrics(scored) | rollout_metrics(scored) | advantage_metrics(assembled.adv_B, assembled.advantages)
             | coef_metrics(directives) | stats.scalars | filter_metrics(scored.rollout.samples, assembled.kept_B)
             | {"entropy/bonus_term": -stats.scalars.get("learner/loss_entropy", 0.0)}
             | entropy_metrics(stats.entropy_token_mean_per_sample, stats.num_tokens_per_sample,

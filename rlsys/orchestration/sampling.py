@@ -85,7 +85,7 @@ class ReplayStage:
 
     def admit(self, trained: Trained, stats: Optional[LearnerStats], directives: ControlDirectives) -> int:
         """Rows of this step's trained batch that pass the admission rule (none if nothing was trained)."""
-        if directives.replay_admit_rule == "none" or self.buffer.capacity == 0 or stats is None:
+        if directives.replay_admit_rule.kind == "none" or self.buffer.capacity == 0 or stats is None:
             return 0
         mask_B = replay_admit_mask(trained.batch.adv_B, directives.replay_admit_rule)
         learner_logp = dict(zip(stats.sample_index, stats.old_logp_per_sample))

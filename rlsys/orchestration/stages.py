@@ -10,11 +10,11 @@ import dataclasses
 import hashlib
 import statistics
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Optional
 
 from rlsys.metrics.compute import pass_at_k
-from rlsys.types import (ControlDirectives, GroupStats, LearnerStats, Prompt, PromptBatch, PromptStats,
-                         SamplingRequest, ScoredBatch)
+from rlsys.types import (ControlDirectives, GroupStats, Prompt, PromptBatch, PromptStats, SamplingRequest,
+                         ScoredBatch)
 
 
 _SEED_MASK = 0x3FFF_FFFF  # < 2**30: the n samples of a request take seeds seed+0..n-1, all < 2**31
@@ -56,41 +56,9 @@ def explore_requests(prompts: PromptBatch, directives: ControlDirectives, scope:
             for i, (pid, n, t) in enumerate(wanted)]
 
 
-class EntropyMemory:
-    """Last exact token-mean entropy the learner measured per prompt id (lags one step)."""
-
-    def __init__(self):
-        self.by_prompt: dict[str, float] = {}
-
-    def update(self, prompt_ids: Mapping[int, str], stats: LearnerStats) -> None:
-        """``prompt_ids``: the prompt of each trained sample, by its ``sample_index``."""
-        sums: dict[str, list[float]] = {}
-        for idx, ent, n in zip(stats.sample_index, stats.entropy_token_mean_per_sample, stats.num_tokens_per_sample):
-            pid = prompt_ids[idx]
-            acc = sums.setdefault(pid, [0.0, 0.0])
-            acc[0] += ent * n
-            acc[1] += n
-        self.by_prompt.update({pid: s / n for pid, (s, n) in sums.items() if n > 0})
-
-    def get(self, prompt_id: str) -> Optional[float]:
-        return self.by_prompt.get(prompt_id)
-
-
-def prompt_stats(scored: ScoredBatch, memory: EntropyMemory) -> list[PromptStats]:
+def prompt_stats(scored: ScoredBatch) -> list[PromptStats]:
     """One PromptStats per group of the regular pass, in prompt order."""
-    samples_by_prompt: dict[str, list] = {}
-    for s in scored.rollout.samples:
-        if s.source == "regular":
-            samples_by_prompt.setdefault(s.prompt_id, []).append(s)
-    out = []
-    for g in scored.groups:
-        ss = samples_by_prompt.get(g.prompt_id, [])
-        out.append(PromptStats(
-            prompt_id=g.prompt_id, n_samples=g.n, n_correct=g.n_correct, mean_reward=g.mean,
-            reward_std=g.std, mean_resp_len=statistics.fmean(len(s.response_token_ids) for s in ss) if ss else 0.0,
-            trunc_frac=statistics.fmean(s.truncated for s in ss) if ss else 0.0,
-            token_entropy_mean=memory.get(g.prompt_id), policy_version=scored.policy_version))
-    return out
+    return [PromptStats(prompt_id=g.prompt_id, n_samples=g.n, n_correct=g.n_correct) for g in scored.groups]
 
 
 def concat_scored(a: Optional[ScoredBatch], b: ScoredBatch) -> ScoredBatch:

@@ -28,11 +28,10 @@ from multiprocessing.connection import wait
 from typing import Optional
 
 from rlsys.reward.verifiers import get_verifier, load_path, safe_verify
-from rlsys.types import GroupStats, RolloutBatch, Sample, ScoredBatch, VerifyResult
+from rlsys.types import CORRECT_THRESHOLD, GroupStats, RolloutBatch, Sample, ScoredBatch, VerifyResult
 
 log = logging.getLogger(__name__)
 
-CORRECT_THRESHOLD = 0.5  # n_correct counts score >= 0.5 (same rule as rlsys.metrics.compute)
 MAX_CHUNK = 16  # answers per message to a worker: few messages, yet a kill re-queues little
 STARTUP_TIMEOUT_S = 180.0  # first workers not ready by then: a configuration problem
 RESTART_TIMEOUT_S = 60.0  # a replacement not ready by then is killed and started again
@@ -385,7 +384,7 @@ def _worker_main(conn, verifier_paths: tuple[str, ...], timeout_s: float) -> Non
 
 def group_stats(samples: tuple[Sample, ...], results: list[VerifyResult]) -> tuple[GroupStats, ...]:
     """One GroupStats per prompt id, in order of first appearance. Ungradable scores count as 0;
-    ``n_correct`` counts scores >= CORRECT_THRESHOLD; ``std`` is the population std."""
+    ``n_correct`` counts scores >= CORRECT_THRESHOLD (rlsys.types); ``std`` is the population std."""
     scores: dict[str, list[float]] = {}
     for s, r in zip(samples, results, strict=True):
         scores.setdefault(s.prompt_id, []).append(0.0 if r.score is None else float(r.score))

@@ -166,7 +166,7 @@ def fake_run(run_dir: Path, *overrides: str) -> None:
             Path(path).mkdir(parents=True)
 
     load_config(DEMO, [f"trainer.run_dir={run_dir}", CACHE, *overrides]).write(run_dir / "config.yaml")
-    state = checkpoint.RunState(step=2, policy_version=2, controller={}, stream={}, entropy_memory={}, replay={})
+    state = checkpoint.RunState(step=2, policy_version=2, controller={}, stream={}, replay={})
     checkpoint.save(run_dir, state, NoLearner())
 
 

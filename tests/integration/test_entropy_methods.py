@@ -36,11 +36,11 @@ class Run:
         from rlsys.algo.batch import assemble
         from rlsys.orchestration.driver import advantage_spec, explore_pass
         from rlsys.orchestration.sampling import RegularSampler
-        from rlsys.orchestration.stages import EntropyMemory, SeedScope, merge_scored, prompt_stats
+        from rlsys.orchestration.stages import SeedScope, merge_scored, prompt_stats
 
         sampler = RegularSampler(self.stream, self.w.rollout, self.w.reward, self.cfg.rollout)
         prompts, scored, _ = sampler.sample(self.version, step=0)
-        directives = self.w.controller.observe(prompt_stats(scored, EntropyMemory()), self.version)
+        directives = self.w.controller.observe(prompt_stats(scored), self.version)
         explore = explore_pass(self.w, prompts, directives, self.version, SeedScope(self.cfg.rollout.seed, "explore", 0))
         merged = merge_scored(scored, explore)
         assembled = assemble(merged, directives, advantage_spec(self.cfg))

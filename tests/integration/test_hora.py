@@ -33,7 +33,7 @@ def test_hora_allocates_the_budget_into_one_group_per_prompt(stack, tmp_path):
     from rlsys.metrics.compute import P_BUCKETS
     from rlsys.orchestration.driver import advantage_spec, explore_pass, regular_samples_per_prompt, run_loop
     from rlsys.orchestration.sampling import RegularSampler
-    from rlsys.orchestration.stages import EntropyMemory, SeedScope, merge_scored, prompt_stats
+    from rlsys.orchestration.stages import SeedScope, merge_scored, prompt_stats
 
     cfg = integration_config(f"trainer.run_dir={tmp_path}", "algo=hora",
                              f"entropy_control.hora_n_probe={N_PROBE}", "data.difficulties=[1,3]")
@@ -46,7 +46,7 @@ def test_hora_allocates_the_budget_into_one_group_per_prompt(stack, tmp_path):
                                  samples_per_prompt=regular_samples_per_prompt(cfg))
         prompts, probe, _ = sampler.sample(version, step=0)
         assert [g.n for g in probe.groups] == [N_PROBE] * P
-        directives = w.controller.observe(prompt_stats(probe, EntropyMemory()), version)
+        directives = w.controller.observe(prompt_stats(probe), version)
         assert directives.extra_joins_group and directives.policy_version == version
         assert directives.extra_budget == BUDGET and sum(directives.extra_samples) == BUDGET
         extra = explore_pass(w, prompts, directives, version, SeedScope(cfg.rollout.seed, "explore", 0))

@@ -44,7 +44,7 @@ def test_resume_continues_where_the_run_stopped(stack, tmp_path):
     cfg3 = integration_config(*common, "trainer.total_steps=3")
     w, stream, eval_prompts = start_run_workers(stack, cfg3)
     try:
-        saver = checkpoint.Checkpointer(cfg3.trainer, w, stream, _memory(), _replay(cfg3), _batches(cfg3))
+        saver = checkpoint.Checkpointer(cfg3.trainer, w, stream, _replay(cfg3), _batches(cfg3))
         assert saver.restore(latest) == 2
         restored = weights(w.learner)
         assert restored.keys() == saved_weights.keys()
@@ -71,19 +71,13 @@ def test_train_refuses_to_overwrite_checkpoints_with_resume_never(tmp_path):
         def save_checkpoint(self, path):
             pass
 
-    checkpoint.save(tmp_path, RunState(1, 1, {}, {}, {}, {}), NoLearner())
+    checkpoint.save(tmp_path, RunState(1, 1, {}, {}, {}), NoLearner())
     proc = subprocess.run([sys.executable, "-m", "rlsys", "train", str(REPO / "configs" / "demo.yaml"),
                            f"trainer.run_dir={tmp_path}", "trainer.resume=never"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "trainer.resume=auto" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "metrics.jsonl").exists()  # stopped before writing anything
-
-
-def _memory():
-    from rlsys.orchestration.stages import EntropyMemory
-
-    return EntropyMemory()
 
 
 def _replay(cfg):

@@ -3,9 +3,7 @@ from rlsys.types import LearnerStats, PromptStats
 
 
 def prompt_stats(n_correct_P, G=4):
-    return [PromptStats(prompt_id=f"q{i}", n_samples=G, n_correct=c, mean_reward=c / G, reward_std=0.0,
-                        mean_resp_len=3.0, trunc_frac=0.0, token_entropy_mean=None, policy_version=0)
-            for i, c in enumerate(n_correct_P)]
+    return [PromptStats(prompt_id=f"q{i}", n_samples=G, n_correct=c) for i, c in enumerate(n_correct_P)]
 
 
 def learner_stats(entropy):

@@ -5,19 +5,23 @@ import math
 import pytest
 import torch
 
-from rlsys.algo.advantages import compute_advantages
+from rlsys.algo.advantages import (ADV_MODES, ADVANTAGE_MODES, AdvantageParams, compute_advantages,
+                                   group_advantages)
+from rlsys.metrics.compute import advantage_metrics
 
 
-def slow_advantages(rewards, groups, mode, ddof=0, beta_pos=0.9, beta_neg=0.4, eps=1e-6):
+def slow_advantages(rewards, groups, mode, ddof=0, beta_pos=0.9, beta_neg=0.4, eps=1e-6, threshold=0.5,
+                    nonbinary="binarise"):
     """Reference: one Python loop per group, straight from the formulas."""
     out = [0.0] * len(rewards)
     for g in set(groups):
         idx = [i for i, gi in enumerate(groups) if gi == g]
         rs = [rewards[i] for i in idx]
         n, mean = len(rs), sum(rs) / len(rs)
-        if mode in ("asym_power", "sign"):
+        binary = all(r in (0.0, 1.0) for r in rs)
+        if mode in ("asym_power", "sign") and (binary or nonbinary == "binarise"):
             bp, bn = (beta_pos, beta_neg) if mode == "asym_power" else (0.0, 0.0)
-            c = [1.0 if r >= 0.5 else 0.0 for r in rs]
+            c = [1.0 if r >= threshold else 0.0 for r in rs]
             p = sum(c) / n
             for i, ci in zip(idx, c):
                 out[i] = 0.0 if p in (0.0, 1.0) else (((1 - p) / p) ** bp if ci else -((p / (1 - p)) ** bn))
@@ -26,7 +30,7 @@ def slow_advantages(rewards, groups, mode, ddof=0, beta_pos=0.9, beta_neg=0.4, e
             continue
         std = math.sqrt(sum((r - mean) ** 2 for r in rs) / max(n - ddof, 1))
         for i, r in zip(idx, rs):
-            out[i] = (r - mean) / (std + eps) if mode == "grpo_std" else r - mean
+            out[i] = r - mean if mode == "mean_only" else (r - mean) / (std + eps)  # asym fallback: grpo_std
     return torch.tensor(out, dtype=torch.float64)
 
 
@@ -113,9 +117,10 @@ def test_asym_binarises_at_half():
     assert torch.equal(adv([0.7, 0.2], [0, 0], "asym_power"), adv([1.0, 0.0], [0, 0], "asym_power"))
 
 
+@pytest.mark.parametrize("nonbinary", ["binarise", "grpo"])
 @pytest.mark.parametrize("mode", ["grpo_std", "mean_only", "asym_power", "sign"])
 @pytest.mark.parametrize("ddof", [0, 1])
-def test_vectorised_matches_slow_loop_uneven_groups(mode, ddof):
+def test_vectorised_matches_slow_loop_uneven_groups(mode, ddof, nonbinary):
     gen = torch.Generator().manual_seed(1)
     sizes = [1, 2, 3, 5, 8, 8, 13, 4]
     groups = [gid * 7 + 3 for gid, s in enumerate(sizes) for _ in range(s)]  # non-contiguous ids
@@ -123,8 +128,8 @@ def test_vectorised_matches_slow_loop_uneven_groups(mode, ddof):
     groups = [groups[i] for i in perm]
     rewards = torch.rand(len(groups), generator=gen)
     rewards = torch.where(torch.rand(len(groups), generator=gen) < 0.5, (rewards > 0.5).double(), rewards.double())
-    fast = compute_advantages(rewards, torch.tensor(groups), mode, ddof=ddof)
-    slow = slow_advantages(rewards.tolist(), groups, mode, ddof=ddof)
+    fast = compute_advantages(rewards, torch.tensor(groups), mode, ddof=ddof, nonbinary=nonbinary, threshold=0.4)
+    slow = slow_advantages(rewards.tolist(), groups, mode, ddof=ddof, nonbinary=nonbinary, threshold=0.4)
     assert torch.allclose(fast, slow, atol=1e-9)
 
 
@@ -136,3 +141,90 @@ def test_dtype_and_errors():
         compute_advantages(torch.tensor([1.0]), torch.tensor([0]), "rloo")
     with pytest.raises(ValueError):
         compute_advantages(torch.tensor([1.0]), torch.tensor([0]), "grpo_std", ddof=2)
+
+
+# ---------------------------------------------------------------- AsymGRPO's [C] switches, the registry
+
+def test_asym_threshold_moves_the_binarisation():
+    # rewards (0.9, 0.7, 0.2, 0.0): at 0.5 two are correct (p = 0.5 -> +-1 for every beta);
+    # at 0.8 only 0.9 is (p = 0.25 -> A+ = 3^0.9 = 2.688, A- = -(1/3)^0.4 = -0.644).
+    r = [0.9, 0.7, 0.2, 0.0]
+    at_half = adv(r, [0] * 4, "asym_power")
+    assert torch.allclose(at_half, torch.tensor([1.0, 1.0, -1.0, -1.0], dtype=torch.float64))
+    at_08 = adv(r, [0] * 4, "asym_power", threshold=0.8)
+    assert at_08[0].item() == pytest.approx(2.688, abs=1e-3)
+    assert at_08[1:].tolist() == pytest.approx([-0.644] * 3, abs=1e-3)
+    # sign mode reads the threshold too
+    assert adv(r, [0] * 4, "sign", threshold=0.8).tolist() == [1.0, -1.0, -1.0, -1.0]
+
+
+def test_asym_nonbinary_binarise_or_grpo_fallback_per_group():
+    # group 0 (1, 0, 0, 0) is binary: AsymGRPO under both settings (2.688, -0.644 x3).
+    # group 1 (0.7, 0.2, 0.0) is not. binarise: p = 1/3 -> A+ = 2^0.9 = 1.866, A- = -(1/2)^0.4 = -0.758.
+    # grpo: mean 0.3, deviations (0.4, -0.1, -0.3), population var 0.26/3 = 0.08667, std 0.29439
+    #       -> (1.3587, -0.3397, -1.0190).
+    r = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.7, 0.2, 0.0], dtype=torch.float64)
+    g = torch.tensor([0, 0, 0, 0, 1, 1, 1])
+    binarised = group_advantages(r, g, "asym_power", AdvantageParams(nonbinary="binarise"))
+    fallback = group_advantages(r, g, "asym_power", AdvantageParams(nonbinary="grpo"))
+    assert binarised.adv_B[:4].tolist() == pytest.approx([2.688, -0.644, -0.644, -0.644], abs=1e-3)
+    assert torch.equal(fallback.adv_B[:4], binarised.adv_B[:4])
+    assert binarised.adv_B[4:].tolist() == pytest.approx([1.866, -0.758, -0.758], abs=1e-3)
+    assert fallback.adv_B[4:].tolist() == pytest.approx([1.3587, -0.3397, -1.0190], abs=1e-4)
+    assert (binarised.num_groups, binarised.nonbinary_groups, binarised.fallback_groups) == (2, 1, 0)
+    assert (fallback.num_groups, fallback.nonbinary_groups, fallback.fallback_groups) == (2, 1, 1)
+    # the fallback is grpo_std of that group, with the configured ddof
+    ddof1 = group_advantages(r, g, "asym_power", AdvantageParams(nonbinary="grpo", ddof=1))
+    assert torch.allclose(ddof1.adv_B[4:], compute_advantages(r[4:], g[4:], "grpo_std", ddof=1))
+
+
+def test_asym_fallback_keeps_degenerate_groups_at_zero():
+    # (0.3, 0.3) is non-binary and constant: GRPO's advantage is exactly 0, under either setting
+    for rule in ("binarise", "grpo"):
+        out = group_advantages(torch.tensor([0.3, 0.3]), torch.tensor([0, 0]), "sign", AdvantageParams(nonbinary=rule))
+        assert torch.equal(out.adv_B, torch.zeros(2)) and out.nonbinary_groups == 1
+
+
+def test_fallback_share_is_logged_from_the_typed_counts():
+    # 2 of 4 groups non-binary; under grpo both fell back
+    r = torch.tensor([1.0, 0.0, 0.5, 0.0, 1.0, 1.0, 0.9, 0.1])
+    g = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    for rule, fell_back in (("binarise", 0.0), ("grpo", 0.5)):
+        out = group_advantages(r, g, "asym_power", AdvantageParams(nonbinary=rule))
+        m = advantage_metrics(out.adv_B, out)
+        assert m["algo/asym_nonbinary_group_frac"] == 0.5
+        assert m["algo/asym_fallback_group_frac"] == fell_back
+    plain = group_advantages(r, g, "grpo_std")  # a mode that does not binarise counts nothing
+    assert plain.nonbinary_groups is None and plain.fallback_groups is None
+    assert not any(k.startswith("algo/asym_") for k in advantage_metrics(plain.adv_B, plain))
+
+
+def test_assembly_carries_the_group_counts():
+    from rlsys.algo.batch import AdvantageSpec, assemble
+    from rlsys.types import ControlDirectives
+    from tests.unit.test_batch_assembly import sample, scored_of
+
+    s = [sample("a", (7,), 1.0), sample("a", (8,), 0.0), sample("b", (7,), 0.7), sample("b", (8,), 0.0)]
+    d = ControlDirectives(policy_version=3, prompt_ids=("a", "b"), entropy_coef=(0.0, 0.0))
+    out = assemble(scored_of(s, [1.0, 0.0, 0.7, 0.0]), d, AdvantageSpec(mode="asym_power", nonbinary="grpo"))
+    assert (out.advantages.num_groups, out.advantages.fallback_groups) == (2, 1)
+    assert out.adv_B[2:].tolist() == pytest.approx([1.0, -1.0], abs=1e-5)  # GRPO of (0.7, 0): +-1
+    high = assemble(scored_of(s, [1.0, 0.0, 0.7, 0.0]), d, AdvantageSpec(mode="asym_power", threshold=0.8))
+    assert high.adv_B[2:].tolist() == [0.0, 0.0]  # 0.7 < 0.8: group b is all wrong -> degenerate
+
+
+def test_registry_is_the_mode_list_and_unknown_modes_name_the_valid_ones():
+    assert ADV_MODES == tuple(ADVANTAGE_MODES) == ("grpo_std", "mean_only", "asym_power", "sign")
+    with pytest.raises(ValueError, match=r"'rloo': must be one of \['asym_power', 'grpo_std', 'mean_only', 'sign'\]"):
+        group_advantages(torch.tensor([1.0]), torch.tensor([0]), "rloo")
+    with pytest.raises(ValueError, match="nonbinary='fallback'"):
+        compute_advantages(torch.tensor([1.0]), torch.tensor([0]), "sign", nonbinary="fallback")
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="threshold"):
+            compute_advantages(torch.tensor([1.0]), torch.tensor([0]), "sign", threshold=bad)
+
+
+def test_empty_batch_gives_empty_advantages():
+    out = group_advantages(torch.zeros(0), torch.zeros(0, dtype=torch.long), "asym_power")
+    assert out.adv_B.shape == (0,) and out.num_groups == 0
+    assert advantage_metrics(out.adv_B, out) == {}

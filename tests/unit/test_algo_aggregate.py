@@ -2,9 +2,24 @@
 import pytest
 import torch
 
-from rlsys.algo.aggregate import aggregate, masked_global_sum
+from rlsys.algo.aggregate import AGG_MODES, aggregate, masked_global_sum
+from rlsys.algo.loss import LossSpec
 
-MODES = ["token_mean", "seq_mean_token_mean", "seq_sum_const"]
+MODES = list(AGG_MODES)
+
+
+def test_the_registry_is_what_config_and_loss_accept():
+    # rlsys.config validates algo.loss_agg before torch is imported, against a mirror of the keys
+    from rlsys.config import LOSS_AGG_MODES, ConfigError, load_config
+
+    assert LOSS_AGG_MODES == tuple(AGG_MODES) == ("token_mean", "seq_mean_token_mean", "seq_sum_const")
+    for mode in AGG_MODES:
+        load_config(None, [f"algo.loss_agg={mode}"]).validate()
+        LossSpec(agg_mode=mode)
+    with pytest.raises(ConfigError, match="algo.loss_agg='sum'"):
+        load_config(None, ["algo.loss_agg=sum"]).validate()
+    with pytest.raises(ValueError, match="agg_mode='sum'"):
+        LossSpec(agg_mode="sum")
 
 
 def test_hand_worked_values():

@@ -1,9 +1,13 @@
 """HORA hit utilities and greedy allocation (docs/algorithms.md#hora; #checked-properties 22, 23)."""
+import heapq
 import itertools
+import random
 
+import numpy as np
 import pytest
 
-from rlsys.algo.hora import HORA_UTILITIES, greedy_allocate, hit_utility, unsolved_hit_utility
+from rlsys.algo.hora import (HORA_UTILITIES, greedy_allocate, hit_curve, hit_utility, unsolved_hit_curve,
+                             unsolved_hit_utility)
 
 
 def test_hit_utility_values():
@@ -61,7 +65,7 @@ def test_unsolved_hit_monotone_concave(n, s):
 @pytest.mark.parametrize("budget", [0, 3, 8])
 def test_greedy_is_optimal_for_unsolved_hit(budget):
     n, s = [4, 4, 4], [0, 2, 4]
-    alloc = greedy_allocate(n, s, budget, utility=unsolved_hit_utility)
+    alloc = greedy_allocate(n, s, budget, utility=unsolved_hit_curve)
 
     def total(a):
         return sum(unsolved_hit_utility(m, nq, sq) for m, nq, sq in zip(a, n, s))
@@ -71,7 +75,7 @@ def test_greedy_is_optimal_for_unsolved_hit(budget):
 
 
 def test_utility_registry_names_both():
-    assert HORA_UTILITIES == {"hit": hit_utility, "unsolved_hit": unsolved_hit_utility}
+    assert HORA_UTILITIES == {"hit": hit_curve, "unsolved_hit": unsolved_hit_curve}
 
 
 def test_utilities_reject_bad_arguments():
@@ -80,3 +84,54 @@ def test_utilities_reject_bad_arguments():
             u(-1, 4, 0)
         with pytest.raises(ValueError):
             u(1, 4, 5)
+
+
+def test_curves_hold_the_scalar_utilities():
+    for curve, u in ((hit_curve, hit_utility), (unsolved_hit_curve, unsolved_hit_utility)):
+        for n, s in [(4, 0), (4, 3), (8, 8), (0, 0)]:
+            values = curve(9, n, s)
+            assert values.shape == (10,) and values[0] == 0.0
+            assert values.tolist() == pytest.approx([u(m, n, s) for m in range(10)], abs=1e-15)
+    with pytest.raises(ValueError):
+        hit_curve(3, 4, 5)
+
+
+def one_at_a_time(n_P, s_P, budget, max_per_prompt, utility):
+    """The greedy as the docstring states it: a heap of each prompt's next marginal gain, one rollout per pop
+    (ties: lowest prompt index)."""
+    alloc, cap = [0] * len(n_P), budget if max_per_prompt is None else max_per_prompt
+
+    def gain(q):
+        return utility(alloc[q] + 1, n_P[q], s_P[q]) - utility(alloc[q], n_P[q], s_P[q])
+
+    heap = [(-gain(q), q) for q in range(len(n_P)) if cap > 0]
+    heapq.heapify(heap)
+    for _ in range(budget):
+        if not heap:
+            break
+        _, q = heapq.heappop(heap)
+        alloc[q] += 1
+        if alloc[q] < cap:
+            heapq.heappush(heap, (-gain(q), q))
+    return alloc
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_vectorised_greedy_equals_the_one_at_a_time_greedy(seed):
+    rng = random.Random(seed)
+    for _ in range(60):
+        n_P = [rng.choice([2, 4, 4, 8]) for _ in range(rng.randint(0, 14))]
+        s_P = [rng.randint(0, n) for n in n_P]
+        budget, cap = rng.randint(0, 50), rng.choice([None, 1, 2, 5, 9])
+        for name, curve in HORA_UTILITIES.items():
+            scalar = {"hit": hit_utility, "unsolved_hit": unsolved_hit_utility}[name]
+            assert greedy_allocate(n_P, s_P, budget, cap, curve) == one_at_a_time(n_P, s_P, budget, cap, scalar)
+
+
+def test_flat_gains_go_to_the_lowest_prompt_first_up_to_the_cap():
+    def flat(M, n, s):  # U(m) = m: every rollout gains 1, so ties decide everything
+        return np.arange(M + 1, dtype=np.float64)
+
+    assert greedy_allocate([4] * 4, [0] * 4, budget=7, max_per_prompt=5, utility=flat) == [5, 2, 0, 0]
+    assert greedy_allocate([4] * 4, [0] * 4, budget=7, utility=flat) == [7, 0, 0, 0]
+    assert greedy_allocate([4] * 3, [1] * 3, budget=30, max_per_prompt=4, utility=flat) == [4, 4, 4]

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rlsys.algo.aggregate import aggregate
-from rlsys.algo.entropy import logp_and_entropy_chunked
+from rlsys.algo.entropy import logp_and_entropy_from_logits
 from rlsys.algo.loss import LossSpec, clipped_surrogate, k3_kl, policy_loss
 
 DIAG_KEYS = {"loss_pg", "loss_entropy", "loss_kl", "ref_kl", "clipfrac_upper", "clipfrac_lower", "clipfrac_dual",
@@ -81,7 +81,7 @@ def ref_logp_of(old):
                                   LossSpec(agg_mode="seq_sum_const", const_len=9)])
 def test_zero_coef_is_bitwise_plain_grpo(spec):
     # Property 3: lambda = 0, no cov masks -> identical loss and gradients (torch.equal), through the
-    # chunked logp/entropy pass like the learner does.
+    # logp/entropy of logits = hidden @ W^T / T, as the learner computes them per chunk.
     g = torch.Generator().manual_seed(0)
     B, T, H, V = 4, 9, 8, 31
     hidden = torch.randn(B * T, H, generator=g, requires_grad=True)
@@ -91,12 +91,12 @@ def test_zero_coef_is_bitwise_plain_grpo(spec):
     adv = torch.tensor([1.2, -0.4, 0.0, -0.8])
     N, S = int(mask.sum()), B
     with torch.no_grad():
-        old = logp_and_entropy_chunked(hidden, weight, target, 0.7, 10)[0].view(B, T)
+        old = logp_and_entropy_from_logits(hidden @ weight.t() / 0.7, target)[0].view(B, T)
         old = old + 0.3 * torch.randn(B, T, generator=g)  # ratios on both sides of the clip range
     results = []
     for use_policy_loss in (True, False):
         hidden.grad = weight.grad = None
-        logp, ent = logp_and_entropy_chunked(hidden, weight, target, 0.7, 10)
+        logp, ent = logp_and_entropy_from_logits(hidden @ weight.t() / 0.7, target)
         logp, ent = logp.view(B, T), ent.view(B, T)
         if use_policy_loss:
             loss, diag = policy_loss(logp, old, adv, mask, ent, torch.zeros(B), spec, N, S,

@@ -4,7 +4,7 @@ import math
 import torch
 
 from rlsys.algo.batch import AdvantageSpec, assemble, shard
-from rlsys.types import (ControlDirectives, GroupStats, Prompt, RolloutBatch, Sample, ScoredBatch,
+from rlsys.types import (ControlDirectives, GroupStats, KeepRule, Prompt, RolloutBatch, Sample, ScoredBatch,
                          VerifyResult)
 
 
@@ -29,7 +29,7 @@ def test_grpo_advantages_coefficients_and_layout():
     s = [sample("a", (7,), 1.0), sample("a", (8, 9), 0.0), sample("a", (8,), 0.0), sample("a", (9,), 0.0),
          sample("b", (7,), 0.0), sample("b", (7,), 0.0)]
     d = ControlDirectives(policy_version=3, prompt_ids=("a", "b"), entropy_coef=(0.01, 0.02),
-                          keep_rule_regular="nonzero_adv")
+                          keep_rule_regular=KeepRule("nonzero_adv"))
     out = assemble(scored_of(s, [1, 0, 0, 0, 0, 0]), d, AdvantageSpec())
     assert torch.allclose(out.adv_B[:4], torch.tensor([math.sqrt(3), -1 / math.sqrt(3), -1 / math.sqrt(3),
                                                        -1 / math.sqrt(3)]), atol=1e-5)
@@ -52,7 +52,7 @@ def test_exploration_samples_form_their_own_group_and_keep_rule():
     s = [sample("a", (7,), 0.0), sample("a", (7,), 0.0)] + [
         sample("a", (7,), x, source="explore", temperature=1.2) for x in (1.0, 1.0, 0.0, 0.0)]
     d = ControlDirectives(policy_version=3, prompt_ids=("a",), entropy_coef=(0.0,),
-                          keep_rule_regular="nonzero_adv", keep_rule_explore="positive_only")
+                          keep_rule_regular=KeepRule("nonzero_adv"), keep_rule_explore=KeepRule("positive_only"))
     out = assemble(scored_of(s, [0, 0, 1, 1, 0, 0]), d, AdvantageSpec(), use_rollout_logprobs=True)
     assert torch.allclose(out.adv_B, torch.tensor([0.0, 0.0, 1.0, 1.0, -1.0, -1.0]), atol=1e-5)
     assert out.batch.sample_index_B.tolist() == [2, 3]

@@ -25,7 +25,7 @@ class PathRecorder:
 
 def state(step: int) -> RunState:
     return RunState(step=step, policy_version=step + 1, controller={"controller": "aer", "alpha": 0.1},
-                    stream={"epoch": 0, "position": 8 * step}, entropy_memory={"q0": 0.5},
+                    stream={"epoch": 0, "position": 8 * step},
                     replay={"buffer": {}, "updates": 0, "last_staleness": 0.0}, eval_before={"eval/pass@1": 0.4})
 
 
@@ -47,6 +47,16 @@ def test_save_then_latest_then_load_round_trip(tmp_path):
     restored = checkpoint.load(path, learner)
     assert restored == state(4)
     assert learner.loaded == [(str((path / "learner").resolve()), 5)]
+
+
+def test_a_checkpoint_with_the_retired_entropy_memory_still_loads(tmp_path):
+    # Checkpoints written before the driver stopped keeping a per-prompt entropy memory pickled a
+    # RunState whose __dict__ also held ``entropy_memory``; that is all an old state.pkl differs in.
+    old = state(3)
+    old.__dict__["entropy_memory"] = {"q0": 0.5}
+    path = checkpoint.save(tmp_path, old, PathRecorder())
+    restored = checkpoint.load(path, PathRecorder())
+    assert restored == state(3) and not hasattr(restored, "entropy_memory")
 
 
 def test_latest_pointing_at_an_incomplete_checkpoint_is_an_error(tmp_path):

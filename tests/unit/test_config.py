@@ -227,3 +227,99 @@ def test_unreachable_address_fails_fast_naming_its_key():
             check_reachable(f"http://127.0.0.1:{port}", "RAY_ADDRESS", timeout_s=2.0)
     with pytest.raises(ConfigError, match="cluster.address='h:abc': not a Ray address"):
         check_reachable("h:abc", "cluster.address", timeout_s=1.0)
+
+
+# ---------------------------------------------------------------- the [C] switches of AER, AsymGRPO and DAPO
+
+@pytest.mark.parametrize("override, expected", [
+    ("algo.advantage=rloo",
+     "algo.advantage='rloo': must be one of ['asym_power', 'grpo_std', 'mean_only', 'sign']"),
+    ("algo.asym_threshold=0", "algo.asym_threshold=0.0: must be in (0, 1]"),
+    ("algo.asym_threshold=1.5", "algo.asym_threshold=1.5: must be in (0, 1]"),
+    ("algo.overlong_cache_frac=1", "algo.overlong_cache_frac=1.0: must be in [0, 1)"),
+    ("algo.overlong_cache_frac=-0.1", "algo.overlong_cache_frac=-0.1: must be in [0, 1)"),
+    ("algo.overlong_cache_len=-1", "algo.overlong_cache_len=-1: must be >= 0"),
+    ("algo.overlong_cache_len=16", "algo.overlong_cache_len=16: the window must be < rollout.max_new_tokens=16"),
+])
+def test_new_algo_keys_are_validated_by_name(override, expected):
+    assert expected in problems_of(override)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("algo.asym_nonbinary=fallback", "algo.asym_nonbinary"),
+    ("entropy_control.aer_entropy_population=hard", "entropy_control.aer_entropy_population"),
+])
+def test_new_choice_keys_refuse_unknown_values_listing_the_valid_ones(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as e:
+        load_config(None, [override]).validate()
+    assert "must be one of" in str(e.value)
+
+
+def test_advantage_names_mirror_the_registry():
+    # Validation runs before torch is imported, so the config keeps copies of the pure modules' names.
+    import typing
+
+    from rlsys import config
+    from rlsys.algo.advantages import ADVANTAGE_MODES, BINARISING_MODES, NONBINARY_RULES
+    from rlsys.control.aer import ENTROPY_POPULATIONS
+
+    assert config.ADVANTAGE_MODES == tuple(ADVANTAGE_MODES)
+    assert config.BINARISING_ADVANTAGE_MODES == BINARISING_MODES
+    assert typing.get_args(config.AsymNonbinary) == NONBINARY_RULES
+    assert ENTROPY_POPULATIONS == ("all", "regularised")
+
+
+def test_asym_threshold_defaults_to_the_one_correct_threshold():
+    from rlsys.types import CORRECT_THRESHOLD
+
+    assert Config().algo.asym_threshold == CORRECT_THRESHOLD == 0.5
+    cfg = load_config(None, ["algo=asymgrpo"])
+    assert (cfg.algo.asym_threshold, cfg.algo.asym_nonbinary) == (0.5, "binarise")
+    cfg = load_config(None, ["algo=asymgrpo", "algo.asym_threshold=0.8", "algo.asym_nonbinary=grpo"])
+    cfg.validate()
+    assert (cfg.algo.asym_threshold, cfg.algo.asym_nonbinary) == (0.8, "grpo")
+
+
+@pytest.mark.parametrize("override", ["algo.asym_threshold=0.8", "algo.asym_nonbinary=grpo"])
+def test_asym_keys_are_refused_where_nothing_binarises(override):
+    assert "has no effect with algo.advantage='grpo_std'" in problems_of(override)
+
+
+def test_aer_entropy_population_both_settings_and_refused_for_other_controllers():
+    assert load_config(None, ["algo=aer"]).entropy_control.aer_entropy_population == "all"
+    cfg = load_config(None, ["algo=aer", "entropy_control.aer_entropy_population=regularised"])
+    cfg.validate()
+    assert cfg.entropy_control.aer_entropy_population == "regularised"
+    assert ("entropy_control.aer_entropy_population='regularised' has no effect with "
+            "entropy_control.controller='none'") in problems_of("entropy_control.aer_entropy_population=regularised")
+
+
+def test_overlong_window_is_a_fraction_of_max_new_tokens():
+    from rlsys.config import overlong_window
+
+    # max(1, round(frac * L)): DAPO's 4096 / 20480 = 0.2 of L
+    assert overlong_window(20480, cache_frac=0.2) == 4096
+    assert overlong_window(16, cache_frac=0.2) == 3  # 3.2 -> 3
+    assert overlong_window(8, cache_frac=0.2) == 2  # 1.6 -> 2 (the demo's max_new_tokens)
+    assert overlong_window(10, cache_frac=0.25) == 2  # 2.5 -> 2: Python's round takes halves to even
+    assert overlong_window(2, cache_frac=0.1) == 1  # 0.2 rounds to 0, floored at 1 token
+    assert overlong_window(16, cache_len=4) == 4  # an explicit token count
+    assert overlong_window(16) == 0  # both 0: no shaping
+    with pytest.raises(ValueError, match="both set"):
+        overlong_window(16, cache_len=4, cache_frac=0.2)
+
+
+def test_dapo_preset_window_and_explicit_token_override():
+    from rlsys.orchestration.driver import advantage_spec
+
+    cfg = load_config(None, ["algo=dapo"])  # rollout.max_new_tokens = 16 by default
+    assert (cfg.algo.overlong_cache_frac, cfg.algo.overlong_cache_len) == (0.2, 0)
+    assert advantage_spec(cfg).overlong_cache_len == 3
+    cfg = load_config(None, ["algo=dapo", "algo.overlong_cache_frac=0", "algo.overlong_cache_len=5"])
+    cfg.validate()
+    assert advantage_spec(cfg).overlong_cache_len == 5
+    msg = problems_of("algo=dapo", "algo.overlong_cache_len=5")  # frac from the preset and a token count
+    assert "algo.overlong_cache_len=5 and algo.overlong_cache_frac=0.2: set only one" in msg
+    assert "algo.overlong_cache_frac=0" in msg  # says how to give the window in tokens
+    msg = problems_of("algo=dapo", "algo.overlong_cache_frac=0.99")  # round(15.84) = 16 = max_new_tokens
+    assert "algo.overlong_cache_frac=0.99 (window max(1, round(0.99 * 16)) = 16 tokens): the window must be" in msg

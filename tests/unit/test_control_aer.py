@@ -103,7 +103,7 @@ def test_ordering_lambda_uses_alpha_k_and_alpha_next_uses_step_k_entropy():
     ctl = aer(aer_alpha_init=5e-3, aer_alpha_lr=1e-3, aer_tau=0.4)
     d0 = ctl.observe(prompt_stats([0, 4]), 0)
     assert d0.entropy_coef == (5e-3, 0.0)  # step 0 uses alpha_0
-    assert d0.globals == {"coef_global": 5e-3}  # H_0 not measured yet
+    assert d0.globals == {"coef_global": 5e-3, "aer/regularised_prompts": 1.0}  # H_0 not measured yet
     ctl.record_learner_stats(learner_stats(1.0))  # H_0 = 1.0 (this measurement), H* = 0.4
     assert d0.entropy_coef == (5e-3, 0.0)  # already-issued directives unchanged
     d1 = ctl.observe(prompt_stats([1, 3]), 1)  # alpha_1 = 5e-3 + 1e-3 * (0.4 - 1.0) = 4.4e-3
@@ -120,3 +120,106 @@ def test_ordering_lambda_uses_alpha_k_and_alpha_next_uses_step_k_entropy():
 
 def test_alpha_init_is_clipped_into_range():
     assert aer(aer_alpha_init=0.5, aer_alpha_max=1e-2).alpha == 1e-2
+
+
+# ---------------------------------------------------------------- entropy population (aer_entropy_population)
+
+def stats_with_prompts(entropy_all, rows):
+    """LearnerStats with per-sample (prompt id, token-mean entropy, tokens), as the driver passes them."""
+    from rlsys.types import LearnerStats
+
+    pids, ents, toks = zip(*rows) if rows else ((), (), ())
+    return LearnerStats(policy_version=1, scalars={"entropy/token_mean": entropy_all},
+                        sample_index=tuple(range(len(rows))), entropy_token_mean_per_sample=ents,
+                        num_tokens_per_sample=toks, prompt_id_per_sample=pids)
+
+
+# Step of prompts q0 (p = 0, hard), q1 (p = 1/4, hard), q2 (p = 3/4, easy) with G = 4, rho = 0.5.
+# Samples: q0 entropy 2.0 over 3 tokens, q1 1.0 over 1 token, q2 0.2 over 4 tokens.
+# all tokens:         (6 + 1 + 0.8) / 8 = 0.975 (the learner's entropy/token_mean)
+# regularised q0, q1: (6 + 1) / 4 = 1.75
+ROWS = [("q0", 2.0, 3), ("q1", 1.0, 1), ("q2", 0.2, 4)]
+
+
+def test_population_token_entropy_hand_values():
+    from rlsys.control.aer import population_token_entropy
+
+    s = stats_with_prompts(0.975, ROWS)
+    assert population_token_entropy(s, {"q0", "q1"}) == pytest.approx(1.75)
+    assert population_token_entropy(s, {"q0", "q1", "q2"}) == pytest.approx(0.975)
+    assert population_token_entropy(s, {"q9"}) is None  # no token of the population
+    with pytest.raises(ValueError, match="prompt_id_per_sample"):
+        population_token_entropy(learner_stats_without_ids(), {"q0"})
+
+
+def learner_stats_without_ids():
+    from rlsys.types import LearnerStats
+
+    return LearnerStats(policy_version=1, scalars={"entropy/token_mean": 1.0}, sample_index=(0,),
+                        entropy_token_mean_per_sample=(1.0,), num_tokens_per_sample=(2,))
+
+
+@pytest.mark.parametrize("population, h0", [("all", 0.975), ("regularised", 1.75)])
+def test_population_sets_h0_and_alpha_and_both_means_are_logged(population, h0):
+    # tau = 0.4, eta = 1e-3, alpha_0 = 2e-3; step 0 measures h0 and updates alpha with it:
+    # alpha_1 = 2e-3 + 1e-3 * (0.4 * h0 - h0) = 2e-3 - 0.6e-3 * h0 (all: 1.415e-3, regularised: 0.95e-3)
+    ctl = aer(aer_entropy_population=population, aer_alpha_init=2e-3, aer_alpha_lr=1e-3, aer_tau=0.4)
+    d0 = ctl.observe(prompt_stats([0, 1, 3]), 0)
+    assert d0.globals["aer/regularised_prompts"] == 2.0  # q0, q1 (p <= 0.5)
+    assert "aer/entropy_all" not in d0.globals  # nothing measured yet
+    ctl.record_learner_stats(stats_with_prompts(0.975, ROWS))
+    assert ctl.h0 == pytest.approx(h0)
+    assert ctl.alpha == pytest.approx(2e-3 - 0.6e-3 * h0)
+    g = ctl.observe(prompt_stats([0, 1, 3]), 1).globals
+    assert g["aer/entropy_all"] == pytest.approx(0.975)  # both logged whatever the setting
+    assert g["aer/entropy_regularised"] == pytest.approx(1.75)
+    assert g["entropy_error"] == pytest.approx(0.4 * h0 - h0)  # the error is the population's
+
+
+def test_regularised_set_ignores_alpha_zero_and_follows_the_weight_rule():
+    # alpha = 0: every lambda is 0, yet the regularised prompts are those with w(p) > 0
+    ctl = aer(aer_entropy_population="regularised", aer_alpha_init=0.0, aer_weight="linear")
+    d = ctl.observe(prompt_stats([0, 1, 3, 4]), 0)  # linear: w = 1 - p > 0 for every unsolved prompt
+    assert d.entropy_coef == (0.0,) * 4 and d.globals["aer/regularised_prompts"] == 3.0
+    ctl.record_learner_stats(stats_with_prompts(0.975, ROWS))  # q0, q1, q2 all regularised -> all tokens
+    assert ctl.h0 == pytest.approx(0.975)
+
+
+def test_regularised_step_without_regularised_tokens_holds_alpha_and_h0():
+    ctl = aer(aer_entropy_population="regularised", aer_alpha_init=1e-3, aer_alpha_lr=1e-3)
+    ctl.observe(prompt_stats([3, 4]), 0)  # p = .75 and 1: nothing regularised
+    ctl.record_learner_stats(stats_with_prompts(0.5, [("q0", 0.5, 2), ("q1", 0.5, 2)]))
+    assert ctl.h0 is None and ctl.alpha == 1e-3 and ctl.last_entropy_regularised is None
+    g = ctl.observe(prompt_stats([0, 4]), 1).globals
+    assert g["aer/entropy_all"] == 0.5 and "aer/entropy_regularised" not in g  # empty set: omitted
+    ctl.record_learner_stats(stats_with_prompts(0.5, [("q0", 2.0, 2), ("q1", 0.5, 2)]))
+    assert ctl.h0 == 2.0  # the first step that measured the population
+
+
+def test_all_population_is_unchanged_without_prompt_ids_and_regularised_needs_them():
+    ctl = aer()  # default: all tokens; stats without prompt ids (e.g. a caller other than the driver)
+    ctl.observe(prompt_stats([0]), 0)
+    ctl.record_learner_stats(learner_stats_without_ids())
+    assert ctl.h0 == 1.0 and ctl.last_entropy_regularised is None
+    ctl = aer(aer_entropy_population="regularised")
+    ctl.observe(prompt_stats([0]), 0)
+    with pytest.raises(ValueError, match="prompt_id_per_sample"):
+        ctl.record_learner_stats(learner_stats_without_ids())
+
+
+def test_population_state_round_trip_old_checkpoints_and_mismatch():
+    ctl = aer(aer_entropy_population="regularised")
+    ctl.observe(prompt_stats([0, 1, 3]), 0)
+    ctl.record_learner_stats(stats_with_prompts(0.975, ROWS))
+    state = ctl.state_dict()
+    assert state["entropy_population"] == "regularised" and state["last_entropy_regularised"] == pytest.approx(1.75)
+    again = aer(aer_entropy_population="regularised")
+    again.load_state_dict(state)
+    assert again.h0 == pytest.approx(1.75) and again.last_entropy_all == pytest.approx(0.975)
+    with pytest.raises(ValueError, match="aer_entropy_population"):
+        aer().load_state_dict(state)  # H_0 over another population
+    old = {k: v for k, v in aer().state_dict().items()
+           if k not in ("entropy_population", "last_entropy_all", "last_entropy_regularised")}
+    aer().load_state_dict(old)  # a checkpoint from before the switch measured all tokens
+    with pytest.raises(ValueError, match="'all'"):
+        aer(aer_entropy_population="regularised").load_state_dict(old)

@@ -10,7 +10,7 @@ from rlsys.config import ConfigError, EntropyControlConfig, load_config
 from rlsys.control import CONTROLLERS, HORAController, make_controller
 from rlsys.metrics.compute import P_BUCKETS, hora_metrics
 from rlsys.orchestration.stages import SeedScope, explore_requests
-from rlsys.types import GroupStats, Prompt, PromptBatch
+from rlsys.types import AdmitRule, GroupStats, KeepRule, Prompt, PromptBatch
 from tests.unit.control_helpers import prompt_stats
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -80,7 +80,7 @@ def test_directives_are_typed_and_carry_the_version():
     assert d.extra_joins_group and d.extra_budget == 6
     assert d.temperature == (0.9,) * 5  # the regular pass's temperature: same policy, same sampling
     assert d.entropy_coef == (0.0,) * 5
-    assert d.keep_rule_regular == "all" and d.replay_admit_rule == "none" and not d.replay_now
+    assert d.keep_rule_regular == KeepRule("all") and d.replay_admit_rule == AdmitRule("none") and not d.replay_now
 
 
 def test_second_pass_requests_join_the_group_with_their_n():

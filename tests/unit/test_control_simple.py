@@ -5,7 +5,7 @@ import pytest
 from rlsys.config import EntropyControlConfig
 from rlsys.control import (AsymGRPOController, FixedController, NoneController, SkyworkController,
                            make_controller)
-from rlsys.types import LearnerStats
+from rlsys.types import AdmitRule, KeepRule, LearnerStats
 from tests.unit.control_helpers import learner_stats, prompt_stats
 
 
@@ -17,8 +17,8 @@ def test_none_and_asymgrpo_emit_zero_coefs_and_no_directives(cls):
     assert d.prompt_ids == ("q0", "q1", "q2")
     assert d.entropy_coef == (0.0, 0.0, 0.0)
     assert d.extra_samples == () and d.temperature == ()
-    assert d.keep_rule_regular == "all" and d.keep_rule_explore == "all"
-    assert d.replay_admit_rule == "none" and not d.replay_now and not d.drop_degenerate_groups
+    assert d.keep_rule_regular == d.keep_rule_explore == KeepRule("all")
+    assert d.replay_admit_rule == AdmitRule("none") and not d.replay_now
     assert d.globals == {}
     ctl.record_learner_stats(learner_stats(0.5))  # ignored, no error
 
@@ -94,6 +94,19 @@ def test_make_controller_rejects_unknown_name():
 def test_load_state_dict_refuses_another_controllers_state():
     with pytest.raises(ValueError, match="fixed"):
         NoneController().load_state_dict(FixedController(0.1).state_dict())
+
+
+@pytest.mark.parametrize("name", ["none", "asymgrpo", "fixed", "skywork", "aer", "uec_rl", "hora"])
+def test_each_controller_class_says_what_the_driver_sizes_for_it(name):
+    # Asked of the class, before any controller exists: G = 8 responses per prompt, unit P * G = 16.
+    from rlsys.control import CONTROLLERS
+
+    cfg = EntropyControlConfig(controller=name, hora_n_probe=3, uec_replay_size=1.5)
+    cls = CONTROLLERS[name]
+    assert cls.regular_samples_per_prompt(cfg, 8) == (3 if name == "hora" else 8)  # HORA's probe size
+    assert cls.replay_capacity(cfg, 16) == (24 if name == "uec_rl" else 0)  # floor(1.5 * 16)
+    assert cls.uses_batch_buffer(cfg) is (name == "uec_rl")
+    assert type(cls.from_config(cfg, 8, 2, 1.0)) is cls
 
 
 def test_config_accepts_every_registered_controller():

@@ -23,7 +23,7 @@ CONFIGS = {
 def run(ctl, steps):
     out = []
     for k, (n_correct, entropy) in steps:
-        stats = [PromptStats(f"q{i}", 4, c, c / 4, 0.0, 3.0, 0.0, None, k) for i, c in enumerate(n_correct)]
+        stats = [PromptStats(f"q{i}", 4, c) for i, c in enumerate(n_correct)]
         out.append(ctl.observe(stats, policy_version=k))
         ctl.record_learner_stats(LearnerStats(k + 1, {"entropy/token_mean": entropy}, (), (), ()))
     return out

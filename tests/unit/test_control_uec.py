@@ -1,25 +1,36 @@
 """UEC-RL controller and replay buffer: docs/algorithms.md#uec_rl and #checked-properties 13-16."""
+import math
+
 import pytest
 import torch
 
-from rlsys.algo.batch import Trained, TrainRow, pad_rows
+from rlsys.algo.batch import Trained, TrainRow, assemble, pad_rows, shard
+from rlsys.algo.entropy import logp_and_entropy_from_logits
+from rlsys.algo.loss import policy_loss
 from rlsys.algo.shaping import keep_mask, replay_admit_mask
 from rlsys.config import ConfigError, EntropyControlConfig, load_config
-from rlsys.control import ReplayBuffer, UECController, make_controller
+from rlsys.control import CONTROLLERS, ReplayBuffer, UECController, make_controller
 from rlsys.control.uec import uec_rules
+from rlsys.learner.plan import ShardInfo, plan_update
+from rlsys.orchestration.batching import BatchStage
 from rlsys.orchestration.sampling import ReplayStage
-from rlsys.types import LearnerStats, PromptStats, Sample
-
-
-def prompt_stats(n_correct_P, G=4):
-    return [PromptStats(prompt_id=f"q{i}", n_samples=G, n_correct=c, mean_reward=c / G, reward_std=0.0,
-                        mean_resp_len=3.0, trunc_frac=0.0, token_entropy_mean=None, policy_version=0)
-            for i, c in enumerate(n_correct_P)]
+from rlsys.orchestration.stages import SeedScope, explore_requests, prompt_stats as stats_of
+from rlsys.reward.service import group_stats
+from rlsys.types import (AdmitRule, KeepRule, LearnerStats, Prompt, PromptBatch, RolloutBatch, Sample, ScoredBatch,
+                         VerifyResult)
+from tests.unit.control_helpers import prompt_stats
 
 
 def uec(P=2, G=4, temperature=0.9, **kw):
     cfg = EntropyControlConfig(controller="uec_rl", **kw)
     return make_controller(cfg, samples_per_prompt=G, prompts_per_step=P, regular_temperature=temperature)
+
+
+def uec_with_replay(P=2, G=4, **kw) -> tuple[UECController, ReplayStage]:
+    """The controller and the replay stage the driver builds for it (capacity from the class, unit P*G)."""
+    cfg = EntropyControlConfig(controller="uec_rl", **kw)
+    return (make_controller(cfg, G, P, 0.9),
+            ReplayStage(CONTROLLERS["uec_rl"].replay_capacity(cfg, P * G), P * G, seed=0))
 
 
 def test_property13_extra_samples_iff_all_wrong():
@@ -32,13 +43,14 @@ def test_property13_extra_samples_iff_all_wrong():
 
 
 def test_explore_keep_option_and_code_compat_directives():
-    assert uec_rules(False, 1.0, "nonnegative") == ("nonzero_adv", "nonnegative", "positive_gt:1")
-    assert uec_rules(True, 1.0, "positive")[1] == "abs_gt:1"
+    assert uec_rules(False, 1.0, "nonnegative") == (KeepRule("nonzero_adv"), KeepRule("nonnegative"),
+                                                    AdmitRule("positive_gt", 1.0))
+    assert uec_rules(True, 1.0, "positive")[1] == KeepRule("abs_gt", 1.0)
     d = uec(uec_explore_keep="nonnegative").observe(prompt_stats([0, 2]), 0)
-    assert d.keep_rule_explore == "nonnegative"
+    assert d.keep_rule_explore == KeepRule("nonnegative")
     adv_B = torch.tensor([0.0, 0.0, 1.2, -0.8])  # an extra group that found nothing gives A = 0
     assert keep_mask(adv_B, d.keep_rule_explore).tolist() == [True, True, True, False]
-    assert keep_mask(adv_B, "positive_only").tolist() == [False, False, True, False]
+    assert keep_mask(adv_B, KeepRule("positive_only")).tolist() == [False, False, True, False]
     paper = uec(temperature=0.9).observe(prompt_stats([0]), 0)
     assert (paper.drop_overlong_positive, paper.explore_score_temperature, paper.replay_learner_logprobs) == (
         False, None, False)
@@ -57,20 +69,23 @@ def test_code_compat_conflicts_are_named(overrides, expected):
         load_config(None, ["algo=uec_rl", "entropy_control.uec_code_compat=true", *overrides]).validate()
 
 
-def test_rule_strings_paper_default_and_code_compat():
-    assert uec_rules(False, 1.0) == ("nonzero_adv", "positive_only", "positive_gt:1")
-    assert uec_rules(True, 1.0) == ("abs_gt:0.05", "abs_gt:1", "abs_gt:1")
-    assert uec_rules(False, 0.5) == ("nonzero_adv", "positive_only", "positive_gt:0.5")
+PAPER_RULES = (KeepRule("nonzero_adv"), KeepRule("positive_only"), AdmitRule("positive_gt", 1.0))
+CODE_RULES = (KeepRule("abs_gt", 0.05), KeepRule("abs_gt", 1.0), AdmitRule("abs_gt", 1.0))
+
+
+def test_rules_paper_default_and_code_compat():
+    assert uec_rules(False, 1.0) == PAPER_RULES
+    assert uec_rules(True, 1.0) == CODE_RULES
+    assert uec_rules(False, 0.5)[2] == AdmitRule("positive_gt", 0.5)
+    assert uec_rules(True, 1 / 3)[2].threshold == 1 / 3  # the threshold is the config's float, unrounded
     d = uec().observe(prompt_stats([0, 2]), 0)
-    assert (d.keep_rule_regular, d.keep_rule_explore, d.replay_admit_rule) == (
-        "nonzero_adv", "positive_only", "positive_gt:1")
+    assert (d.keep_rule_regular, d.keep_rule_explore, d.replay_admit_rule) == PAPER_RULES
     d = uec(uec_code_compat=True).observe(prompt_stats([0, 2]), 0)
-    assert (d.keep_rule_regular, d.keep_rule_explore, d.replay_admit_rule) == (
-        "abs_gt:0.05", "abs_gt:1", "abs_gt:1")
+    assert (d.keep_rule_regular, d.keep_rule_explore, d.replay_admit_rule) == CODE_RULES
 
 
 @pytest.mark.parametrize("code_compat", [False, True])
-def test_rule_strings_are_understood_by_algo_shaping(code_compat):
+def test_rules_are_understood_by_algo_shaping(code_compat):
     # G = 4, one correct, ddof 1: A = (1.5, -0.5, -0.5, -0.5)
     adv_B = torch.tensor([1.5, -0.5, -0.5, -0.5])
     regular, explore, admit = uec_rules(code_compat, 1.0)
@@ -90,19 +105,122 @@ def test_replay_now_every_f_steps_never_at_step_zero():
     assert not any(never.observe(prompt_stats([1]), k).replay_now for k in range(12))
 
 
-def test_property16_no_extra_no_replay_is_grpo_with_nonzero_filter():
-    ctl = uec(uec_extra_samples=0, uec_replay_every=0)
-    for k in range(11):
-        d = ctl.observe(prompt_stats([0, 0, 3]), k)
-        assert d.extra_samples == (0, 0, 0) and d.temperature == (0.9, 0.9, 0.9)
-        assert not d.replay_now and d.entropy_coef == (0.0, 0.0, 0.0)
-        assert d.keep_rule_regular == "nonzero_adv"
+def test_replay_capacity_is_the_classs_floor_of_size_times_unit():
+    # s' = floor(uec_replay_size * P * G): 2.0 * 8 = 16; 1.3 * 8 = 10.4 -> 10. Other controllers: no replay.
+    assert UECController.replay_capacity(EntropyControlConfig(controller="uec_rl", uec_replay_size=2.0), 8) == 16
+    assert UECController.replay_capacity(EntropyControlConfig(controller="uec_rl", uec_replay_size=1.3), 8) == 10
+    assert all(CONTROLLERS[name].replay_capacity(EntropyControlConfig(controller=name), 8) == 0
+               for name in CONTROLLERS if name != "uec_rl")
+    assert UECController.uses_batch_buffer(EntropyControlConfig(controller="uec_rl"))
+    assert not UECController.uses_batch_buffer(EntropyControlConfig(controller="uec_rl", uec_batch_buffer=False))
 
 
-def test_replay_capacity_and_unit_from_config():
-    ctl = uec(P=2, G=4, uec_replay_size=2.0)  # P*G = 8 -> s' = 16
-    assert isinstance(ctl, UECController)
-    assert ctl.replay_unit == 8 and ctl.replay_capacity == 16
+# Property 16: P = 3 prompts x G = 4 responses; q0 (1, 0, 0, 0), q1 all wrong (degenerate: A = 0),
+# q2 (1, 1, 0, 1). Response lengths 3,1,2,4 | 2,2,5,1 | 1,3,2,2, so over the whole batch N = 28 tokens
+# and S = 12 responses; without q1's: N = 10 + 8 = 18, S = 8.
+P16_SCORES = ((1, 0, 0, 0), (0, 0, 0, 0), (1, 1, 0, 1))
+P16_LENGTHS = ((3, 1, 2, 4), (2, 2, 5, 1), (1, 3, 2, 2))
+P16_V = 11
+
+
+def p16_scored() -> ScoredBatch:
+    prompts = tuple(Prompt(f"q{q}", "", (1, 2), "1") for q in range(3))
+    samples = tuple(Sample(prompt_id=f"q{q}", prompt_token_ids=(1, 2),
+                           response_token_ids=tuple(3 + (q + j + t) % (P16_V - 3) for t in range(n)),
+                           response_logprobs=(-0.5,) * n, response_text="", finish_reason="stop", temperature=1.0,
+                           source="regular", policy_version=0)
+                    for q in range(3) for j, n in enumerate(P16_LENGTHS[q]))
+    results = [VerifyResult(score=float(x), parsed=None, reason="") for row in P16_SCORES for x in row]
+    return ScoredBatch(rollout=RolloutBatch(prompts, samples, policy_version=0), results=tuple(results),
+                       groups=group_stats(samples, results), policy_version=0)
+
+
+def p16_config(controller: str, loss_agg: str):
+    """The uec_rl preset with G' = 0 and no replay (uec_replay_every = 0), trained on what the keep rules
+    let through (no batch buffer, which would only delay rows), or the same config under controller none
+    (plain GRPO). The reference KL is off: it acts on every kept token, A = 0 ones too."""
+    cfg = load_config(None, ["algo=uec_rl", "entropy_control.uec_extra_samples=0", "entropy_control.uec_replay_every=0",
+                             "entropy_control.uec_batch_buffer=false", "algo.ref_kl_coef=0", f"algo.loss_agg={loss_agg}",
+                             f"entropy_control.controller={controller}", "data.prompts_per_step=3",
+                             "rollout.samples_per_prompt=4"])
+    cfg.validate()
+    return cfg
+
+
+def p16_trained_batch(cfg, scored: ScoredBatch):
+    """The driver's step up to the learner: controller -> (no) exploration pass -> assemble -> batch stage."""
+    from rlsys.orchestration.driver import advantage_spec, replay_sizes
+
+    ctl = make_controller(cfg.entropy_control, 4, 3, cfg.rollout.temperature)
+    for step in range(11):
+        d = ctl.observe(stats_of(scored), 0)
+        assert not d.replay_now and d.entropy_coef == (0.0,) * 3
+        assert explore_requests(PromptBatch(scored.rollout.prompts, 0), d, SeedScope(0, "explore", step)) == []
+    assert replay_sizes(cfg)[0] == (24 if cfg.entropy_control.controller == "uec_rl" else 0)  # held, never replayed
+    assembled = assemble(scored, d, advantage_spec(cfg), cfg.learner.old_logprob_source == "rollout")
+    return BatchStage.from_config(cfg).take(assembled, 0).batch
+
+
+def p16_learner_loss(batch, spec, theta_VV, counts=None):
+    """The batch's loss as the learner forms it on 2 ranks: round-robin shards, the denominators of
+    the learner's plan (plan_update over every rank's ShardInfo) unless ``counts`` = (N, S) is given,
+    one policy_loss per rank, summed. Log-probs come from a bigram table ``theta_VV`` shared by all
+    rows; old log-probs are shifted per sample (by its index) so ratios leave [0.8, 1.2] on both sides."""
+    shards = shard(batch, 2)
+    infos = [ShardInfo(tuple(s.sample_index_B.tolist()), tuple(int(n) for n in s.loss_mask_BT.sum(dim=1).tolist()))
+             for s in shards]
+    total = 0.0
+    for rank, s in enumerate(shards):
+        (mini,) = plan_update(infos, rank, 1, micro_batch_size=64, chunk_tokens=1024)
+        N, S = counts or (mini.num_tokens, mini.num_seqs)
+        ids_BT, B = s.input_ids_BT, s.batch_size
+        logits_BTV = theta_VV[ids_BT[:, :-1]] / s.temperature_B.double()[:, None, None]
+        logp_N, ent_N = logp_and_entropy_from_logits(logits_BTV.reshape(-1, P16_V), ids_BT[:, 1:].reshape(-1))
+        logp_BT, ent_BT = logp_N.view(B, -1), ent_N.view(B, -1)
+        shift_B = torch.tensor([0.3 * math.sin(i + 1.0) for i in s.sample_index_B.tolist()], dtype=torch.float64)
+        loss, _ = policy_loss(logp_BT, logp_BT.detach() + shift_B[:, None], s.adv_B, s.loss_mask_BT, ent_BT,
+                              s.entropy_coef_B, spec, N, S)
+        total = total + loss
+    return total
+
+
+@pytest.mark.parametrize("loss_agg, full, kept", [("token_mean", 28, 18), ("seq_mean_token_mean", 12, 8),
+                                                  ("seq_sum_const", 12, 8)])
+def test_property16_no_extra_no_replay_is_grpo_with_a_nonzero_filter(loss_agg, full, kept):
+    from rlsys.orchestration.driver import loss_spec
+
+    scored = p16_scored()
+    uec_cfg, grpo_cfg = p16_config("uec_rl", loss_agg), p16_config("none", loss_agg)
+    uec_batch, grpo_batch = p16_trained_batch(uec_cfg, scored), p16_trained_batch(grpo_cfg, scored)
+    spec = loss_spec(uec_cfg)
+    assert spec == loss_spec(grpo_cfg) and spec.dual_clip_c == 3.0  # one loss, the preset's
+    # the filter: GRPO trains all 12 samples, UEC-RL the 8 with A != 0, with the same advantages
+    assert grpo_batch.sample_index_B.tolist() == list(range(12))
+    assert uec_batch.sample_index_B.tolist() == [0, 1, 2, 3, 8, 9, 10, 11]
+    assert bool((grpo_batch.adv_B[4:8] == 0).all()) and bool((grpo_batch.adv_B[[0, 1, 2, 3, 8, 9, 10, 11]] != 0).all())
+    assert torch.equal(uec_batch.adv_B, grpo_batch.adv_B[[0, 1, 2, 3, 8, 9, 10, 11]])
+    g = torch.Generator().manual_seed(0)
+    theta_VV = torch.randn(P16_V, P16_V, generator=g, dtype=torch.float64)
+
+    def loss_and_grad(batch, counts=None):
+        theta = theta_VV.clone().requires_grad_(True)
+        loss = p16_learner_loss(batch, spec, theta, counts)
+        loss.backward()
+        return loss.detach(), theta.grad
+
+    grpo_loss, grpo_grad = loss_and_grad(grpo_batch)
+    # measured with the full batch's counts, the filter changes neither the loss nor the gradient
+    # (A = 0 rows add exactly 0 to both) ...
+    same_loss, same_grad = loss_and_grad(uec_batch, counts=(28, 12))
+    assert torch.allclose(same_loss, grpo_loss, rtol=1e-12, atol=1e-15)
+    assert torch.allclose(same_grad, grpo_grad, rtol=1e-12, atol=1e-15)
+    assert grpo_grad.abs().sum() > 0
+    # ... but the pipeline renormalises by the kept counts: N = 18 tokens (token_mean) or S = 8 responses,
+    # so the step is the GRPO step scaled by full / kept, exactly
+    run_loss, run_grad = loss_and_grad(uec_batch)
+    assert torch.allclose(run_loss * kept, grpo_loss * full, rtol=1e-12, atol=1e-15)
+    assert torch.allclose(run_grad * kept, grpo_grad * full, rtol=1e-12, atol=1e-15)
+    assert not torch.allclose(run_loss, grpo_loss)
 
 
 def test_property15_fifo_keeps_newest_capacity_items():
@@ -155,13 +273,9 @@ def trained_rows(n: int, version: int, adv: float = 2.0):
     return Trained(batch=pad_rows(rows, range(n), version, False), rows=rows)
 
 
-def replay_stage(ctl):
-    return ReplayStage(ctl.replay_capacity, ctl.replay_unit, seed=0)
-
-
 def test_property15_replay_update_only_on_a_due_step_with_enough_samples():
-    ctl = uec(P=2, G=4, uec_replay_every=2)  # unit P*G = 8, capacity 16
-    replay, learner = replay_stage(ctl), RecordingLearner(version=0)
+    ctl, replay = uec_with_replay(P=2, G=4, uec_replay_every=2)  # unit P*G = 8, capacity 16
+    learner = RecordingLearner(version=0)
     fired = []
     for k in range(5):  # 3 admitted per step: 3, 6, 9, 12, 15 held
         d = ctl.observe(prompt_stats([1]), learner.policy_version)
@@ -176,8 +290,8 @@ def test_property15_replay_update_only_on_a_due_step_with_enough_samples():
 
 
 def test_replay_runs_on_a_step_without_a_regular_update_and_staleness_counts_this_steps_update():
-    ctl = uec(P=2, G=4, uec_replay_every=1)
-    replay, learner = replay_stage(ctl), RecordingLearner(version=5)
+    ctl, replay = uec_with_replay(P=2, G=4, uec_replay_every=1)
+    learner = RecordingLearner(version=5)
     d0 = ctl.observe(prompt_stats([1]), 5)  # step 0: never a replay step
     trained = trained_rows(8, version=5)
     replay.admit(trained, learner.train_step(trained.batch), d0)  # learner now at 6
@@ -195,8 +309,8 @@ def test_replay_runs_on_a_step_without_a_regular_update_and_staleness_counts_thi
 
 @pytest.mark.parametrize("code_compat", [False, True])
 def test_replay_old_logprobs_vllm_by_default_learner_in_code_compat(code_compat):
-    ctl = uec(P=1, G=2, uec_replay_every=1, uec_code_compat=code_compat)
-    replay, learner = replay_stage(ctl), RecordingLearner(version=0)
+    ctl, replay = uec_with_replay(P=1, G=2, uec_replay_every=1, uec_code_compat=code_compat)
+    learner = RecordingLearner(version=0)
     d = ctl.observe(prompt_stats([1]), 0)
     assert d.replay_learner_logprobs is code_compat
     trained = trained_rows(2, 0)

@@ -419,7 +419,7 @@ def exported_gauges(monkeypatch) -> set[str]:
     prompts = tuple(Prompt(f"q{q}", "", (1,), "") for q in range(len(p_values)))
     scored = ScoredBatch(RolloutBatch(prompts, tuple(samples), 0), tuple(results), tuple(groups), 0,
                          grade_seconds=0.1, timeout_count=1)
-    stats = [PromptStats(f"q{q}", 4, int(4 * p), p, 0.0, 2.0, 0.0, None, 0) for q, p in enumerate(p_values)]
+    stats = [PromptStats(f"q{q}", 4, int(4 * p)) for q, p in enumerate(p_values)]
     directives = SkyworkController(0.1, 0.2, 0.005, 0.0, 1.0).observe(stats, 0)
     n = len(samples)
     metrics = (reward_metrics(scored) | coef_metrics(directives) | eval_metrics(scored, 4, 1.0)

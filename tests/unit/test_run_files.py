@@ -24,7 +24,7 @@ class NullLearner:
 
 
 def save(run_dir, step: int):
-    state = RunState(step=step, policy_version=step, controller={}, stream={}, entropy_memory={}, replay={})
+    state = RunState(step=step, policy_version=step, controller={}, stream={}, replay={})
     return checkpoint.save(run_dir, state, NullLearner())
 
 

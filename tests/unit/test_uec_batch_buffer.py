@@ -8,7 +8,8 @@ from rlsys.algo.batch import AdvantageSpec, TrainRow, assemble, pad_rows
 from rlsys.algo.batch_buffer import BatchBuffer
 from rlsys.config import load_config
 from rlsys.orchestration.batching import BatchStage
-from rlsys.types import ControlDirectives, GroupStats, Prompt, RolloutBatch, Sample, ScoredBatch, VerifyResult
+from rlsys.types import (ControlDirectives, GroupStats, KeepRule, Prompt, RolloutBatch, Sample, ScoredBatch,
+                         VerifyResult)
 
 
 def sample(pid="a", resp=(7,), source="regular", temperature=1.0, version=3, finish="stop"):
@@ -166,7 +167,7 @@ def test_stage_from_config(overrides, capacity):
 def test_overlong_positive_filter_drops_truncated_samples_with_positive_advantage():
     # One group, (1, 1, 0, 0): A = (+, +, -, -); sample 0 and 2 are truncated.
     s = [sample(resp=(7, 8), finish="length"), sample(), sample(finish="length"), sample()]
-    base = dict(policy_version=3, prompt_ids=("a",), entropy_coef=(0.0,), keep_rule_regular="nonzero_adv")
+    base = dict(policy_version=3, prompt_ids=("a",), entropy_coef=(0.0,), keep_rule_regular=KeepRule("nonzero_adv"))
     scored = scored_of(s, [1, 1, 0, 0])
     plain = assemble(scored, ControlDirectives(**base), AdvantageSpec())
     assert plain.kept_B.tolist() == [True] * 4 and plain.dropped_overlong_positive == 0
