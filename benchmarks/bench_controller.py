@@ -117,20 +117,18 @@ def put_get(obj) -> dict:
 
 
 def serde(stats: list, directives) -> dict:
-    """(De)serialisation of the call's argument (the PromptStats list) and of its result (ControlDirectives)."""
-    args, result = put_get(stats), put_get(directives)
+    """(De)serialisation of the call's argument as ``ControllerClient.observe`` sends it (the stats as
+    ``PromptStatsColumns``) and of its result (ControlDirectives)."""
+    from rlsys.types import PromptStatsColumns
+
+    args, result = put_get(PromptStatsColumns.of(stats)), put_get(directives)
     return {"args": args, "result": result, "total_s": args["total_s"] + result["total_s"]}
 
 
-def candidate_encodings(stats: list) -> dict:
-    """The argument's (de)serialisation under two other encodings (candidate fixes, not what rlsys sends):
-    the list inside one record, and one numpy column per field (ids as a tuple)."""
-    import numpy as np
-
-    fields = [f for f in stats[0].__dataclass_fields__ if f != "prompt_id"]
-    cols = {"prompt_id": tuple(s.prompt_id for s in stats),
-            **{f: np.array([np.nan if getattr(s, f) is None else getattr(s, f) for s in stats]) for f in fields}}
-    return {"one_record": put_get(StatsBox(tuple(stats))), "columnar_numpy": put_get(cols)}
+def other_encodings(stats: list) -> dict:
+    """The argument's (de)serialisation as rlsys sent it before (the list of PromptStats records) and
+    as the list inside one record, for the ratio against the columns it sends now."""
+    return {"list_of_records": put_get(list(stats)), "one_record": put_get(StatsBox(tuple(stats)))}
 
 
 def profile_calls(fn, top: int = 12) -> dict:
@@ -197,6 +195,7 @@ def through_actor(cfg, stats: list, repeats: int) -> dict:
     import ray
 
     from rlsys.orchestration.actors import CONTROLLER_NAME, ControllerClient
+    from rlsys.types import PromptStatsColumns
 
     client = ControllerClient(cfg)
     try:
@@ -206,11 +205,12 @@ def through_actor(cfg, stats: list, repeats: int) -> dict:
     host = timed_host_class().options(name=CONTROLLER_NAME, num_cpus=0).remote(
         cfg.entropy_control, cfg.rollout.samples_per_prompt, cfg.data.prompts_per_step, cfg.rollout.temperature)
     try:
-        ray.get(host.observe.remote(stats, 7))  # warm-up
+        columns = PromptStatsColumns.of(stats)  # what ControllerClient.observe sends
+        ray.get(host.observe.remote(columns, 7))  # warm-up
         rts, computes = [], []
         for _ in range(repeats):
             start = time.perf_counter()
-            ray.get(host.observe.remote(stats, 7))
+            ray.get(host.observe.remote(columns, 7))
             rts.append(time.perf_counter() - start)
             computes.append(ray.get(host.last_observe_seconds.remote()))
     finally:
@@ -264,7 +264,7 @@ def measure(name: str, P: int, G: int, quick: bool, echo) -> dict:
     rt, compute = actor["timed_round_trip"]["median_s"], actor["compute_in_actor"]["median_s"]
     row = {"controller": name, "preset": PRESET_OF.get(name, name), "P": P, "G": G, "regular_samples_per_prompt": n,
            "extra_samples_total": sum(directives.extra_samples), "in_process": local, **actor, "serde": sd,
-           "candidate_encodings": candidate_encodings(stats), "same_bytes_round_trip": same_bytes,
+           "other_encodings": other_encodings(stats), "same_bytes_round_trip": same_bytes,
            "split_of_timed_round_trip_median": {
                "compute_s": compute, "serde_s": sd["total_s"], "rest_s": rt - compute - sd["total_s"]}}
     if local["min_s"] > GOAL_S:
@@ -299,8 +299,8 @@ def ratios(rows: list[dict], steps: dict, floor: dict) -> list[dict]:
                     "round_trip_median_vs_goal": round(rt / GOAL_S, 4),
                     "round_trip_vs_noop_floor": round(rt / floor["median_s"], 2),
                     "serde_share_of_round_trip": round(r["serde"]["total_s"] / rt, 3),
-                    **{f"args_serde_{k}_vs_list": round(v["total_s"] / r["serde"]["args"]["total_s"], 3)
-                       for k, v in r["candidate_encodings"].items()},
+                    **{f"args_serde_{k}_vs_columns_sent": round(v["total_s"] / r["serde"]["args"]["total_s"], 3)
+                       for k, v in r["other_encodings"].items()},
                     "round_trip_share_of_grpo_demo_step": None if base_step is None else round(rt / base_step, 5),
                     "round_trip_share_of_own_preset_demo_step": None if own is None else round(rt / own, 5)})
     return out
@@ -328,9 +328,9 @@ def plot(rows: list[dict], floor: dict) -> Path:
         ax.set_title(f"observe, P={P} prompts x G={G}")
     axes[0].legend(fontsize=7)
     big = [r for r in rows if (r["P"], r["G"]) == BIG]
-    enc = {"list of PromptStats (today)": [r["serde"]["args"] for r in big],
-           "list inside one record": [r["candidate_encodings"]["one_record"] for r in big],
-           "numpy column per field": [r["candidate_encodings"]["columnar_numpy"] for r in big]}
+    enc = {"PromptStatsColumns (sent)": [r["serde"]["args"] for r in big],
+           "list of PromptStats (before)": [r["other_encodings"]["list_of_records"] for r in big],
+           "list inside one record": [r["other_encodings"]["one_record"] for r in big]}
     for i, (label, rs) in enumerate(enc.items()):
         for j, part in enumerate(("put_s", "get_s")):
             ax_y = statistics.median(x[part] for x in rs) * 1e3

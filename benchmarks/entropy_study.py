@@ -230,7 +230,8 @@ def run_numbers(run: dict) -> dict:
         # the prompts it regularises, logged one step late as aer/entropy_regularised
         key = "aer/entropy_regularised" if run.get("aer_entropy_population") == "regularised" else "entropy/token_mean"
         out["entropy_target"] = target[-1]
-        out["entropy_initial"] = _present(c["entropy/initial"])[-1]
+        initial = _present(c["entropy/initial"])  # AER's H_0; skywork has a fixed target and no H_0
+        out["entropy_initial"] = initial[-1] if initial else None
         out["entropy_controlled_last"] = _mean(_present(c[key])[-WINDOW:])
         out["entropy_last_over_target"] = (None if out["entropy_controlled_last"] is None
                                            else out["entropy_controlled_last"] / target[-1])

@@ -57,6 +57,10 @@ class RolloutConfig:
     max_model_len: int = 256  # prompt + response tokens
     enforce_eager: bool = True  # no CUDA graphs / compilation
     weight_transfer: str = "serialized"  # serialized: safetensors bytes via the object store (the one wired path)
+    # CPU engines: spread (engine i on its own cores, as many as num_cpus_per_worker rounds to, at least 1)
+    # | vllm (vLLM decides: its VLLM_CPU_OMP_THREADS_BIND, default auto: every engine of a node on the same
+    # cores) | nobind (the OS schedules)
+    cpu_threads_bind: str = "spread"
     max_restarts: int = 3  # a crashed engine actor is restarted (and re-synced) up to this many times
     seed: int = 0  # engine seed (worker i uses seed + i)
 
@@ -100,6 +104,8 @@ ADVANTAGE_MODES = ("grpo_std", "mean_only", "asym_power", "sign")  # keys of rls
 BINARISING_ADVANTAGE_MODES = ("asym_power", "sign")  # rlsys.algo.advantages.BINARISING_MODES
 AsymNonbinary = Literal["binarise", "grpo"]  # rlsys.algo.advantages.NONBINARY_RULES
 AEREntropyPopulation = Literal["all", "regularised"]  # what rlsys.control.aer averages H_0 and H_k over
+ASYNC_UNSUPPORTED_CONTROLLERS = ("uec_rl", "hora")  # controllers with a second pass / replay: trainer.async_steps=0 only
+CPU_THREADS_BIND_MODES = ("spread", "vllm", "nobind")  # rlsys.rollout.cpu_binding.CPU_BIND_MODES
 LOSS_AGG_MODES = ("token_mean", "seq_mean_token_mean", "seq_sum_const")  # keys of rlsys.algo.aggregate.AGG_MODES
 
 
@@ -195,6 +201,9 @@ class TrainerConfig:
     max_nonfinite_steps: int = 3  # steps with a NaN/inf metric tolerated; one more saves a checkpoint and stops
     tensorboard: bool = False  # also write every metric to run_dir/tensorboard (needs the tensorboard extra)
     resume: str = "auto"  # auto: continue from run_dir's latest checkpoint if it has one; never: refuse to reuse it
+    # 0: synchronous. 1: one-step-off: the next step's regular pass runs while this step trains, on the
+    # weights before this step's update (each batch at most 1 version behind the learner; not with uec_rl/hora)
+    async_steps: int = 0
     seed: int = 0
 
 
@@ -338,6 +347,7 @@ def _rollout_reward_problems(c: Config) -> list[str]:
     p += _positive("rollout.max_model_len", r.max_model_len)
     p += _within("rollout.gpu_memory_utilization", r.gpu_memory_utilization, 0, 1, "(]")
     p += _positive("rollout.kv_cache_space_gb", r.kv_cache_space_gb)
+    p += _one_of("rollout.cpu_threads_bind", r.cpu_threads_bind, set(CPU_THREADS_BIND_MODES))
     if 0 < r.max_model_len <= r.max_new_tokens:
         p.append(f"rollout.max_new_tokens={r.max_new_tokens}: must be < rollout.max_model_len={r.max_model_len}")
     if r.weight_transfer == "nccl":
@@ -546,6 +556,11 @@ def _cluster_trainer_problems(c: Config) -> list[str]:
     p += _positive("trainer.keep_checkpoints", t.keep_checkpoints)
     p += _positive("trainer.max_nonfinite_steps", t.max_nonfinite_steps, allow_zero=True)
     p += _one_of("trainer.resume", t.resume, {"auto", "never"})
+    p += _one_of("trainer.async_steps", t.async_steps, {0, 1})
+    if t.async_steps and c.entropy_control.controller in ASYNC_UNSUPPORTED_CONTROLLERS:
+        p.append(f"trainer.async_steps={t.async_steps} with entropy_control.controller={c.entropy_control.controller!r}: "
+                 f"its second sampling pass (and UEC-RL's replay) must use the weights of the regular pass; "
+                 f"set trainer.async_steps=0")
     p += _positive("trainer.seed", t.seed, allow_zero=True)
     return p
 

@@ -2,7 +2,8 @@
 
 One record type per stage boundary, each carrying the ``policy_version`` it was produced with:
 ``PromptBatch -> RolloutBatch -> ScoredBatch -> (PromptStats -> ControlDirectives) -> TrainBatch
--> LearnerStats`` (a list of PromptStats goes to the controller with the version beside it). Pure data:
+-> LearnerStats`` (a list of PromptStats goes to the controller with the version beside it, as
+``PromptStatsColumns`` across the actor boundary). Pure data:
 imports torch only for the tensors of ``TrainBatch``; never ray, vllm or deepspeed.
 """
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import math
 import typing
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Optional
+from typing import TYPE_CHECKING, Literal, Optional, Sequence
 
 if TYPE_CHECKING:  # records are built in grading workers too: keep torch out of their import
+    import numpy as np
     import torch
 
 # The one definition of "correct" (docs/algorithms.md#notation): a verifier score >= CORRECT_THRESHOLD;
@@ -127,6 +129,28 @@ class PromptStats:
     prompt_id: str
     n_samples: int
     n_correct: int
+
+
+@dataclass(frozen=True)
+class PromptStatsColumns:
+    """A step's PromptStats as columns: the form they cross to the controller actor in. Ray pickles a
+    list element by element; a tuple of ids and two int64 arrays go in one piece, about 20x faster at
+    10,000 prompts (benchmarks/bench_controller.py)."""
+
+    prompt_ids: tuple[str, ...]
+    n_samples_P: "np.ndarray"  # int64 [P]
+    n_correct_P: "np.ndarray"  # int64 [P]
+
+    @classmethod
+    def of(cls, stats: Sequence[PromptStats]) -> "PromptStatsColumns":
+        import numpy as np
+
+        return cls(tuple(s.prompt_id for s in stats), np.fromiter((s.n_samples for s in stats), np.int64, len(stats)),
+                   np.fromiter((s.n_correct for s in stats), np.int64, len(stats)))
+
+    def to_list(self) -> list[PromptStats]:
+        return [PromptStats(pid, n, c) for pid, n, c in zip(self.prompt_ids, self.n_samples_P.tolist(),
+                                                             self.n_correct_P.tolist(), strict=True)]
 
 
 KeepKind = Literal["all", "nonzero_adv", "positive_only", "nonnegative", "abs_gt"]

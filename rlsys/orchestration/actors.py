@@ -11,6 +11,7 @@ import dataclasses
 import os
 import socket
 import time
+from pathlib import Path
 from typing import Callable, Optional
 
 import ray
@@ -19,7 +20,7 @@ from rlsys.algo.batch import shard
 from rlsys.algo.loss import LossSpec
 from rlsys.config import (Config, EntropyControlConfig, LearnerConfig, RewardConfig, RolloutConfig)
 from rlsys.orchestration.cluster import actor_env
-from rlsys.types import (ControlDirectives, LearnerStats, PromptStats, RolloutBatch, SamplingRequest,
+from rlsys.types import (ControlDirectives, LearnerStats, PromptStats, PromptStatsColumns, RolloutBatch, SamplingRequest,
                          ScoredBatch, TrainBatch)
 
 CONTROLLER_NAME = "entropy_controller"
@@ -58,7 +59,7 @@ def get_all(refs: list, names: list[str], timeout_s: Optional[float] = None) -> 
             try:
                 done[ref] = ray.get(ref)
             except ray.exceptions.RayActorError as err:
-                raise WorkerDied(f"{name} died: {_first_line(err)}") from err
+                raise WorkerDied(f"{name} died: {_actor_error_line(err)}") from err
             except ray.exceptions.RayTaskError as err:
                 raise RuntimeError(f"{name} failed: {_first_line(err)}") from err
     return [done[ref] for ref in refs]
@@ -140,6 +141,13 @@ def start_groups(cfg: Config, model_path: str, loss_spec: LossSpec
     return rollout, reward, learner, controller
 
 
+def _actor_error_line(err: "ray.exceptions.RayActorError") -> str:
+    """Why an actor died, in one line: where its constructor raised, that exception (the last line of
+    the creation task's traceback, which Ray's message ends with), else Ray's first line."""
+    lines = [x.strip() for x in str(err).splitlines() if x.strip()]
+    return lines[-1][:500] if err.actor_init_failed and lines else _first_line(err)
+
+
 def _first_line(err: Exception) -> str:
     lines = [x for x in str(err).splitlines() if x.strip()]
     return lines[0][:300] if lines else type(err).__name__
@@ -193,6 +201,15 @@ class Restarter:
                          f"(cluster.actor_start_timeout_s)")
 
 
+def require_model_dir(model_path: str, actor: str) -> None:
+    """In an actor, before its model loads: the driver's model dir must exist on this actor's node."""
+    if not Path(model_path).is_dir():
+        raise FileNotFoundError(f"{actor} on node {ray.util.get_node_ip_address()}: the model dir {model_path!r} "
+                                f"the driver resolved does not exist here; on several nodes the model (model.path, "
+                                f"or model.cache_dir for a built-in model) must be on a filesystem every node "
+                                f"mounts at the same path")
+
+
 # ---------------------------------------------------------------- rollout
 
 def _rollout_actor_class():
@@ -200,6 +217,11 @@ def _rollout_actor_class():
 
     class RolloutWorker(VLLMRolloutEngine):
         """A vLLM engine whose policy version can be read remotely."""
+
+        def __init__(self, cfg: RolloutConfig, model_path: str, worker_index: int = 0, dtype: str = "float32"):
+            self.worker_index = worker_index  # first: __repr__ names the actor, also in the error of a failed start
+            require_model_dir(model_path, f"rollout-{worker_index}")
+            super().__init__(cfg, model_path, worker_index, dtype)
 
         def get_policy_version(self) -> int:
             return self.policy_version
@@ -299,9 +321,10 @@ def _learner_actor_class():
     class LearnerRank(Learner):
         """A learner rank plus the one thing only an actor knows: where it runs."""
 
-        def __init__(self, index: int, *args):
-            super().__init__(*args)
-            self.index = index
+        def __init__(self, index: int, cfg: LearnerConfig, model_path: str, *args):
+            self.index = index  # first: __repr__ names the actor, also in the error of a failed start
+            require_model_dir(model_path, f"learner-rank-{index}")
+            super().__init__(cfg, model_path, *args)
 
         def __repr__(self) -> str:  # the actor's name in the Ray dashboard and in its log lines
             return f"learner-rank-{self.index}"
@@ -321,6 +344,13 @@ def _learner_actor_class():
 
         def pid(self) -> int:
             return os.getpid()
+
+        def read_text(self, path: str) -> tuple[str, Optional[str]]:
+            """(this rank's node address, the text of ``path`` as this node sees it; None if unreadable)."""
+            try:
+                return ray.util.get_node_ip_address(), Path(path).read_text()
+            except OSError:
+                return ray.util.get_node_ip_address(), None
 
     return ray.remote(LearnerRank)
 
@@ -387,6 +417,12 @@ class LearnerGroup:
     def set_policy_version(self, version: int) -> None:
         get_all([r.set_policy_version.remote(version) for r in self.ranks], self.names)
         self.policy_version = version
+
+    def ranks_not_reading(self, path: str, text: str) -> list[str]:
+        """The ranks (name and node) that do not see ``text`` in the file ``path``: on another node a
+        node-local path does not exist, or holds something else."""
+        seen = get_all([r.read_text.remote(path) for r in self.ranks], self.names)
+        return [f"{name} (node {node})" for name, (node, got) in zip(self.names, seen) if got != text]
 
     def pids(self) -> list[int]:
         """Process id of every rank (fault-injection tests kill them)."""
@@ -561,8 +597,8 @@ class _ControllerHost:
 
         self.controller = make_controller(cfg, samples_per_prompt, prompts_per_step, regular_temperature)
 
-    def observe(self, stats: list[PromptStats], policy_version: int) -> ControlDirectives:
-        return self.controller.observe(stats, policy_version)
+    def observe(self, stats: PromptStatsColumns, policy_version: int) -> ControlDirectives:
+        return self.controller.observe(stats.to_list(), policy_version)
 
     def record_learner_stats(self, stats: LearnerStats) -> None:
         self.controller.record_learner_stats(stats)
@@ -586,7 +622,7 @@ class ControllerClient:
             wait_started([self], cfg.cluster.actor_start_timeout_s)
 
     def observe(self, stats: list[PromptStats], policy_version: int) -> ControlDirectives:
-        return ray.get(self.actor.observe.remote(stats, policy_version))
+        return ray.get(self.actor.observe.remote(PromptStatsColumns.of(stats), policy_version))
 
     def record_learner_stats(self, stats: LearnerStats) -> None:
         ray.get(self.actor.record_learner_stats.remote(stats))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pickle
 import shutil
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -97,7 +98,7 @@ RESUME_MAY_CHANGE = frozenset({
     "trainer.keep_checkpoints", "trainer.max_nonfinite_steps",
     "model.cache_dir",
     "rollout.num_workers", "rollout.num_cpus_per_worker", "rollout.num_gpus_per_worker", "rollout.max_restarts",
-    "rollout.gpu_memory_utilization", "rollout.kv_cache_space_gb",
+    "rollout.gpu_memory_utilization", "rollout.kv_cache_space_gb", "rollout.cpu_threads_bind",
     "rollout.resources", "reward.num_actors", "reward.resources", "learner.resources", "learner.placement",
     "reward.num_workers", "reward.timeout_s", "reward.num_cpus", "reward.max_restarts",
     "learner.num_cpus_per_rank", "learner.num_gpus_per_rank",
@@ -171,6 +172,28 @@ def load(path: Path, learner) -> RunState:
         state: RunState = pickle.load(f)
     learner.load_checkpoint(str((path / "learner").resolve()), state.policy_version)
     return state
+
+
+SHARED_CHECK_FILE = ".rlsys-shared-check"  # written and removed by check_run_dir_shared
+
+
+def check_run_dir_shared(run_dir: str | Path, learner) -> None:
+    """Refuse, before the first step, a ``run_dir`` that a learner rank cannot see: every rank writes
+    its checkpoint shard under it, so with ranks on other nodes a node-local path would only show up
+    as a broken checkpoint at resume time. The driver writes a file of fresh random text into the run
+    dir and every rank must read that text back (``learner.ranks_not_reading``)."""
+    run_dir = Path(run_dir).absolute()
+    marker, text = run_dir / SHARED_CHECK_FILE, uuid.uuid4().hex
+    marker.write_text(text)
+    try:
+        blind = learner.ranks_not_reading(str(marker), text)
+    finally:
+        marker.unlink(missing_ok=True)
+    if blind:
+        raise ConfigError(f"trainer.run_dir={str(run_dir)!r} is not the same directory for {', '.join(blind)} "
+                          f"as for the driver: each learner rank writes its checkpoint shard there, so on several "
+                          f"nodes run_dir must be on a filesystem every node mounts at the same path (NFS, a "
+                          f"cluster volume)")
 
 
 class Checkpointer:

@@ -5,6 +5,7 @@ controller update -> weight sync -> log. Every feature is a component or a stage
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import signal
@@ -30,7 +31,7 @@ from rlsys.orchestration.actors import ControllerClient, LearnerGroup, RewardCli
 from rlsys.orchestration.preflight import RunPlan, check_run
 from rlsys.orchestration.ray_metrics import RayMetricsSink
 from rlsys.orchestration.batching import BatchStage
-from rlsys.orchestration.sampling import RegularSampler, ReplayStage
+from rlsys.orchestration.sampling import RegularSampler, ReplayStage, SampleAhead
 from rlsys.orchestration.stages import (SeedScope, difficulty_accuracy, eval_metrics, eval_requests,
                                         explore_requests, merge_scored, prompt_stats)
 
@@ -186,10 +187,12 @@ def run_loop(cfg: Config, w: Workers, stream, eval_prompts, resume_from: Optiona
     sampler = RegularSampler(stream, w.rollout, w.reward, cfg.rollout,
                              (cfg.algo.dynamic_sampling, cfg.algo.dynamic_sampling_max_rounds),
                              regular_samples_per_prompt(cfg))
+    ahead = SampleAhead(sampler, stream, enabled=cfg.trainer.async_steps > 0)  # one-step-off: sample k+1 while k trains
     replay = ReplayStage(*replay_sizes(cfg), seed=cfg.trainer.seed)
     batches = BatchStage.from_config(cfg)
     use_rollout_logp = cfg.learner.old_logprob_source == "rollout"
-    saver = checkpoint.Checkpointer(cfg.trainer, w, stream, replay, batches)
+    saver = checkpoint.Checkpointer(cfg.trainer, w, ahead, replay, batches)  # the stream as of before a pass ahead
+    checkpoint.check_run_dir_shared(run_dir, w.learner)  # before any step or restore: every rank writes here
     start = saver.restore(resume_from)
     w.mark_restarts()
     sinks = [RayMetricsSink(run=run_dir.name)] + ([TensorBoardSink(run_dir / "tensorboard")] if cfg.trainer.tensorboard else [])
@@ -201,19 +204,23 @@ def run_loop(cfg: Config, w: Workers, stream, eval_prompts, resume_from: Optiona
         saver.eval_before = evaluate(w, eval_prompts, cfg, version, 0)
         logger.log_eval(0, saver.eval_before)
     nonfinite = NonFiniteGuard(cfg.trainer.max_nonfinite_steps)
-    with StopOnSignal() as stop:
+    with StopOnSignal() as stop, contextlib.closing(ahead):
         for step in range(start, cfg.trainer.total_steps):
             t0 = time.perf_counter()
-            prompts, scored, sampler_info = sampler.sample(version, step)
-            directives = w.controller.observe(prompt_stats(scored), version)
+            prompts, scored, sampler_info = ahead.take(version, step)
+            staleness = check_staleness(version, scored.policy_version, cfg.trainer.async_steps)
+            directives = w.controller.observe(prompt_stats(scored), scored.policy_version)
             explore = explore_pass(w, prompts, directives, version, SeedScope(cfg.rollout.seed, "explore", step))
             scored = merge_scored(scored, explore)
             t1 = time.perf_counter()
             assembled = assemble(scored, directives, spec, use_rollout_logp)
             trained = batches.take(assembled, version)
+            if step + 1 < cfg.trainer.total_steps:
+                ahead.start(version, step + 1)  # async: step k+1's regular pass on the weights before this update
             stats = learn(w, trained)  # None when nothing is trained (filtered out, or left in the buffer)
             admitted = replay.admit(trained, stats, directives)
             replayed = replay.maybe_replay(w.learner, directives)  # also on a step without a regular update
+            waited = ahead.wait()  # the pass ahead is done before the weights change
             t2 = time.perf_counter()
             updated = stats is not None or replayed is not None
             version, sync = w.learner.push_weights(w.rollout) if updated else (version, {})
@@ -221,6 +228,8 @@ def run_loop(cfg: Config, w: Workers, stream, eval_prompts, resume_from: Optiona
             timing = {"perf/step_seconds": t3 - t0, "perf/rollout_seconds": scored.rollout.generate_seconds,
                       "perf/reward_seconds": scored.grade_seconds, "perf/learner_step_seconds": t2 - t1,
                       "perf/sync_seconds": t3 - t2} | sync
+            if cfg.trainer.async_steps:
+                timing |= {"async/staleness_steps": float(staleness), "async/wait_seconds": waited}
             bad = logger.log(step, step_metrics(scored, assembled, directives, stats, trained) | sampler_info | timing
                              | batches.metrics(assembled, trained, directives)
                              | sampler_metrics(directives, explore) | hora_metrics(directives, scored.groups)
@@ -270,6 +279,17 @@ def learn(w: Workers, trained) -> Optional[LearnerStats]:
     stats = dataclasses.replace(stats, prompt_id_per_sample=tuple(prompt_ids[i] for i in stats.sample_index))
     w.controller.record_learner_stats(stats)
     return stats
+
+
+def check_staleness(learner_version: int, sampled_version: int, async_steps: int) -> int:
+    """Updates between the weights a batch was sampled with and the learner's now; more than
+    ``trainer.async_steps`` (0 when synchronous) is a broken pipeline, not a setting."""
+    staleness = learner_version - sampled_version
+    if not 0 <= staleness <= async_steps:
+        raise RuntimeError(f"a batch sampled at policy version {sampled_version} reached the learner at version "
+                           f"{learner_version}: {staleness} updates behind, trainer.async_steps={async_steps} allows "
+                           f"0..{async_steps}")
+    return staleness
 
 
 def regular_samples_per_prompt(cfg: Config) -> int:

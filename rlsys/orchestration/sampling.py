@@ -5,6 +5,8 @@ stabiliser (admit high-advantage samples, replay them every f steps with their s
 from __future__ import annotations
 
 import dataclasses
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Optional
 
 import torch
@@ -65,6 +67,62 @@ class RegularSampler:
         metrics = {"sampler/dynamic_rounds": float(rounds), "sampler/dynamic_dropped_groups": float(dropped),
                    "sampler/dynamic_exhausted": float(len(kept.groups) < want)}
         return PromptBatch(prompts=kept.rollout.prompts, policy_version=policy_version), kept, metrics
+
+
+class SampleAhead:
+    """One-step-off sampling (``trainer.async_steps=1``): the regular pass of step k+1 runs in a thread
+    of the driver while step k trains, on the weights the engines serve before step k's update.
+
+    ``take(version, step)`` returns step ``step``'s regular pass, the one started ahead or, when none
+    was (synchronous mode, the first step, after a resume), sampled now. ``start(version, step)`` starts
+    it ahead; ``wait()`` returns once it is done and re-raises its error, so the weights can change.
+    As the prompt stream a checkpoint records, it reports the stream as it was before a pass started
+    ahead: a resumed run samples that step again (on the newer weights) instead of skipping its prompts.
+    """
+
+    def __init__(self, sampler: RegularSampler, stream, enabled: bool):
+        self.sampler, self.stream, self.enabled = sampler, stream, enabled
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="rlsys-sample-ahead") if enabled else None
+        self._ahead: Optional[tuple[int, Future]] = None  # (step, its pass in flight or done)
+        self._stream_before: dict = {}
+
+    def take(self, version: int, step: int) -> tuple[PromptBatch, ScoredBatch, dict[str, float]]:
+        if self._ahead is None:
+            return self.sampler.sample(version, step)
+        ahead_step, future = self._ahead
+        self._ahead = None
+        if ahead_step != step:
+            raise RuntimeError(f"the pass sampled ahead is step {ahead_step}'s, step {step} asked for its own")
+        return future.result()
+
+    def start(self, version: int, step: int) -> None:
+        """Start step ``step``'s regular pass ahead on the engines' current weights (``version``); a no-op
+        when sampling is synchronous."""
+        if not self.enabled:
+            return
+        if self._ahead is not None:
+            raise RuntimeError(f"step {self._ahead[0]}'s pass is already ahead; trainer.async_steps=1 allows one")
+        self._stream_before = self.stream.state_dict()
+        self._ahead = (step, self._pool.submit(self.sampler.sample, version, step))
+
+    def wait(self) -> float:
+        """Block until the pass started ahead is done (its result stays for ``take``); seconds waited."""
+        if self._ahead is None:
+            return 0.0
+        start = time.perf_counter()
+        self._ahead[1].exception()
+        return time.perf_counter() - start
+
+    def state_dict(self) -> dict:
+        return self._stream_before if self._ahead is not None else self.stream.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self._ahead = None
+        self.stream.load_state_dict(state)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class ReplayStage:

@@ -36,6 +36,7 @@ from vllm.inputs import TokensPrompt  # noqa: E402
 
 from rlsys.config import RolloutConfig  # noqa: E402
 from rlsys.rollout import WEIGHT_TRANSFER_STRATEGIES  # noqa: E402
+from rlsys.rollout.cpu_binding import omp_threads_bind  # noqa: E402
 from rlsys.types import Sample, SamplingRequest
 
 WORKER_EXTENSION = "rlsys.rollout.worker_ext.RlsysWorkerExtension"
@@ -60,7 +61,7 @@ class VLLMRolloutEngine:
         self.worker_index = worker_index
         self.policy_version = 0
         self.last_load_seconds = 0.0
-        _set_platform_env(cfg)
+        _set_platform_env(cfg, worker_index)
         start = time.perf_counter()
         self._llm = LLM(**_llm_kwargs(cfg, model_path, worker_index, dtype))
         self.start_seconds = time.perf_counter() - start
@@ -207,10 +208,13 @@ class VLLMRolloutEngine:
 # ---------------------------------------------------------------------- helpers
 
 
-def _set_platform_env(cfg: RolloutConfig) -> None:
+def _set_platform_env(cfg: RolloutConfig, worker_index: int) -> None:
     """vLLM reads these from the environment of the process that spawns its workers."""
     if not torch.cuda.is_available():
         os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(cfg.kv_cache_space_gb)
+        bind = omp_threads_bind(cfg.cpu_threads_bind, worker_index, cfg.num_cpus_per_worker, os.sched_getaffinity(0))
+        if bind is not None:
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = bind
     # CUDA cannot be re-initialised in a forked child; spawn is safe everywhere.
     os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
 

@@ -139,3 +139,38 @@ def test_unreadable_saved_config_is_named(tmp_path):
     (tmp_path / "config.yaml").write_text("nosuch: {key: 1}\n")
     with pytest.raises(ConfigError, match="cannot read the config of the run to resume"):
         checkpoint.check_resume_config(cfg, found)
+
+
+class NodeView:
+    """Learner ranks as ``ranks_not_reading`` sees them: rank r reads the file through ``views[r]``
+    (the driver's filesystem, or None for a node where the path is something else)."""
+
+    def __init__(self, *views):
+        self.views, self.asked = views, []
+
+    def ranks_not_reading(self, path: str, text: str) -> list[str]:
+        from pathlib import Path
+
+        self.asked.append((path, text, Path(path).read_text()))
+        return [f"learner-rank-{r} (node 10.0.0.{r + 1})" for r, v in enumerate(self.views) if v is None]
+
+
+def test_run_dir_check_passes_when_every_rank_reads_the_drivers_text_and_leaves_nothing(tmp_path):
+    view = NodeView("shared", "shared")
+    checkpoint.check_run_dir_shared(tmp_path, view)
+    (path, text, on_disk), = view.asked
+    assert path == str(tmp_path.absolute() / checkpoint.SHARED_CHECK_FILE) and on_disk == text and len(text) == 32
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_dir_another_rank_cannot_see_is_refused_naming_the_rank_and_its_node(tmp_path):
+    with pytest.raises(ConfigError, match=r"trainer.run_dir='.*' is not the same directory for learner-rank-1 "
+                                          r"\(node 10.0.0.2\) as for the driver: each learner rank writes its "
+                                          r"checkpoint shard there"):
+        checkpoint.check_run_dir_shared(tmp_path, NodeView("shared", None))
+    assert list(tmp_path.iterdir()) == []
+    first = NodeView("shared", "shared")
+    checkpoint.check_run_dir_shared(tmp_path, first)
+    second = NodeView("shared", "shared")
+    checkpoint.check_run_dir_shared(tmp_path, second)
+    assert first.asked[0][1] != second.asked[0][1]  # fresh text each time: a stale file cannot pass
